@@ -1,0 +1,48 @@
+"""Finish the generated project: drop the files of options not chosen, write .env.
+
+Nothing is downloaded or installed here.
+"""
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
+
+# Files that belong to one option only, removed when it is not chosen.
+OPTIONAL = {
+    "include_demoapp": ["demoapp"],
+    "use_flower": ["flowerconfig.py"],
+}
+
+
+def remove_unchosen(root):
+    for option, paths in OPTIONAL.items():
+        if ANSWERS[option] == "y":
+            continue
+        for path in map(root.joinpath, paths):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def write_env(root):
+    """.env is .env.example with a fresh SECRET_KEY, readable by its owner only."""
+    lines = (root / ".env.example").read_text().splitlines()
+    key = secrets.token_urlsafe(50)
+    lines = [f"SECRET_KEY={key}" if line == "SECRET_KEY=" else line for line in lines]
+    env = root / ".env"
+    env.touch(mode=0o600)
+    env.write_text("\n".join(lines) + "\n")
+
+
+def main():
+    root = Path.cwd()
+    remove_unchosen(root)
+    write_env(root)
+
+
+if __name__ == "__main__":
+    main()

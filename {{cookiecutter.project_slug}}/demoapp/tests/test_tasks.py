@@ -1,0 +1,41 @@
+import pytest
+from django_celery_results.models import TaskResult
+
+from demoapp.models import Widget
+from demoapp.tasks import add, count_widgets, mul, rename_widget, xsum
+
+# The worker runs in a thread with its own database connection: the test's
+# rows must be committed for it to see them.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "expected"),
+    [(add, (2, 3), 5), (mul, (4, 5), 20), (xsum, ([1, 2, 3, 4],), 10)],
+)
+def test_arithmetic_tasks(celery_worker, task, args, expected):
+    result = task.delay(*args)
+    assert result.get(timeout=10) == expected
+    stored = TaskResult.objects.get(task_id=result.id)
+    assert stored.status == "SUCCESS"
+    assert stored.task_name == task.name
+
+
+def test_count_widgets(celery_worker):
+    Widget.objects.bulk_create(Widget(name=f"widget {i}") for i in range(3))
+    assert count_widgets.delay().get(timeout=10) == 3
+
+
+def test_rename_widget(celery_worker):
+    widget = Widget.objects.create(name="old")
+    assert rename_widget.delay(widget.pk, "new").get(timeout=10) == "new"
+    widget.refresh_from_db()
+    assert widget.name == "new"
+
+
+def test_rename_missing_widget_fails_and_worker_goes_on(celery_worker):
+    result = rename_widget.delay(999_999, "new")
+    with pytest.raises(Exception, match="Widget 999999 does not exist"):
+        result.get(timeout=10)
+    assert TaskResult.objects.get(task_id=result.id).status == "FAILURE"
+    assert add.delay(1, 1).get(timeout=10) == 2

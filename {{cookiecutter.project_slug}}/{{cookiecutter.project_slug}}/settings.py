@@ -1,0 +1,258 @@
+"""
+Django settings for {{ cookiecutter.project_name }}.
+
+Everything that differs between machines is read from the environment; in
+development the `.env` file beside manage.py supplies it (see .env.example).
+
+https://docs.djangoproject.com/en/5.2/topics/settings/
+https://docs.djangoproject.com/en/5.2/ref/settings/
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Variables already in the environment win over the file.
+environ.Env.read_env(BASE_DIR / ".env")
+
+SECRET_KEY = env.str("SECRET_KEY")
+
+DEBUG = env.bool("DEBUG", default=False)
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+
+
+# Application definition
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+{%- if cookiecutter.use_celery_beat == "y" %}
+    "django_celery_beat",
+{%- endif %}
+{%- if cookiecutter.include_demoapp == "y" %}
+    "demoapp",
+{%- endif %}
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "{{ cookiecutter.project_slug }}.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "{{ cookiecutter.project_slug }}.wsgi.application"
+
+
+# Database: DATABASE_URL, e.g. sqlite:///db.sqlite3, postgres://user:pass@host/db,
+# mysql://user:pass@host/db
+# https://docs.djangoproject.com/en/5.2/ref/settings/#databases
+
+DATABASES = {"default": env.db("DATABASE_URL")}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A relative file name is relative to this project, not to the current directory.
+    DATABASES["default"]["NAME"] = BASE_DIR / DATABASES["default"]["NAME"]
+    # Workers write concurrently: take the write lock when a transaction starts
+    # (IMMEDIATE) and wait for it, instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    # Reuse connections for a minute, and check them before reuse so a
+    # restarted database server costs no failed request or task.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # Full Unicode (emoji included); MySQL's "utf8" stores 3 bytes at most.
+    DATABASES["default"].setdefault("OPTIONS", {})["charset"] = "utf8mb4"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-celery-results indexes its task_id column: 191 characters keeps that
+# index within MySQL's 767-byte limit in utf8mb4. It must be set before the
+# first migrate, so it is set for every database.
+DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH = 191
+{%- if cookiecutter.result_backend == "django-cache" %}
+
+# Task results are stored in this cache table: run `manage.py createcachetable`.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_cache",
+    }
+}
+{%- endif %}
+
+
+# Password validation
+# https://docs.djangoproject.com/en/5.2/ref/settings/#auth-password-validators
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.CommonPasswordValidator",
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.NumericPasswordValidator",
+    },
+]
+
+
+# Internationalization
+# https://docs.djangoproject.com/en/5.2/topics/i18n/
+
+LANGUAGE_CODE = "en-us"
+
+TIME_ZONE = "{{ cookiecutter.timezone }}"
+
+USE_I18N = True
+
+USE_TZ = True
+
+
+# Static files (CSS, JavaScript, Images)
+# https://docs.djangoproject.com/en/5.2/howto/static-files/
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+
+# Security: HTTPS-only cookies and redirects unless DEBUG is on.
+# https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
+
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto header.
+if env.bool("SECURE_PROXY_SSL", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+# Celery: every CELERY_ setting is the Celery setting of the same name.
+# https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+
+# filesystem:// (no server), redis://host:6379/0 or amqp://user:pass@host:5672//
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+# A worker started before its broker waits for it instead of exiting.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Task time limits: SoftTimeLimitExceeded is raised in a task after the soft
+# limit, and its process is killed after the hard one.
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_TIME_LIMIT = 300
+
+_broker_scheme = CELERY_BROKER_URL.partition("://")[0]
+if _broker_scheme == "filesystem":
+    # The embedded broker: messages are files in one folder that every
+    # worker, beat and web process on this machine shares.
+    BROKER_DIR = BASE_DIR / env.str("BROKER_DIR", default=".broker")
+    (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
+    (BROKER_DIR / "control").mkdir(exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        # Fanout exchanges (celery inspect, remote control) live here.
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+        # Look for new messages every 0.1 s rather than every second.
+        "polling_interval": 0.1,
+    }
+elif _broker_scheme in ("redis", "rediss"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Redis hands an unacknowledged task to another worker after this long:
+        # it must outlast the longest task, or long tasks run twice.
+        "visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT,
+    }
+elif _broker_scheme in ("amqp", "amqps", "pyamqp"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Wait for RabbitMQ to confirm each publish, so none is silently dropped.
+        "confirm_publish": True,
+    }
+
+{%- if cookiecutter.result_backend == "django-db" %}
+
+# Results are rows of django-celery-results' TaskResult: they survive restarts
+# and show in the admin.
+CELERY_RESULT_BACKEND = "django-db"
+{%- else %}
+
+# Results go through Django's cache (the database table in CACHES) via
+# django-celery-results.
+CELERY_RESULT_BACKEND = "django-cache"
+CELERY_CACHE_BACKEND = "default"
+{%- endif %}
+# Store each task's name, arguments and worker with its result.
+CELERY_RESULT_EXTENDED = True
+# Results older than this are deleted daily by beat's celery.backend_cleanup.
+CELERY_RESULT_EXPIRES = timedelta(days=7)
+# Report STARTED, so a running task can be told from a queued one.
+CELERY_TASK_TRACK_STARTED = True
+
+# JSON only: accepting pickle would let anyone who can publish to the broker
+# run code on the workers.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+
+CELERY_TIMEZONE = TIME_ZONE
+
+# Acknowledge a task after it ran, and requeue it if its process dies, so a
+# killed worker loses no task. Tasks must therefore be safe to run twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Reserve one task per process: with late acks, prefetched tasks would wait
+# behind a long one on a busy worker.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# When the broker connection drops, running late-ack tasks are redelivered
+# anyway: cancel them rather than finish them twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Replace each pool process after this many tasks, which bounds slow leaks.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+{%- if cookiecutter.use_celery_beat == "y" %}
+
+# Periodic tasks are rows edited in the admin, read by `celery beat`.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+{%- endif %}
