@@ -1,8 +1,8 @@
 """Real Redis, PostgreSQL, RabbitMQ and MariaDB servers for the tests.
 
-Each server listens on 127.0.0.1 only, on a free port, keeps everything in the
-folder it is given, and is stopped by its PID (never by a process name).
-`scripts/install-servers` installs the programs. Needs root: PostgreSQL,
+Each server listens on 127.0.0.1 only, on a free port, keeps its data, logs and
+pidfile in the folder it is given, and is stopped by its PID, never by a process
+name. `scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
 RabbitMQ and MariaDB run as their own system users.
 
     server = servers.postgresql(tmp_path / "postgresql")
@@ -13,6 +13,7 @@ RabbitMQ and MariaDB run as their own system users.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -26,14 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-START_TIMEOUT = 60  # seconds; RabbitMQ alone takes ~5 s
-STOP_TIMEOUT = 30  # seconds before SIGKILL
+START_TIMEOUT = 60  # seconds; RabbitMQ takes ~5
+STOP_TIMEOUT = 30  # seconds, then SIGKILL
 
 
 def binary(name: str) -> str:
-    """Absolute path of a program, also looking where Debian puts servers."""
-    extra = ["/usr/sbin", "/sbin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
-    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *extra]))
+    """The path of a program, also looking where Debian puts servers."""
+    folders = [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]
+    folders += sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    path = shutil.which(name, path=os.pathsep.join(folders))
     if path is None:
         raise RuntimeError(f"{name} not found: run scripts/install-servers as root")
     return path
@@ -45,35 +47,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+def _run(command: list, env: dict | None = None, check: bool = True) -> str:
+    """Run a command and return its output; with check=False, "" if it fails."""
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, env=env, timeout=120
+    )
+    if check and done.returncode != 0:
+        words = " ".join(map(str, command))
+        raise RuntimeError(f"{words} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout if done.returncode == 0 else ""
 
 
-def _run(*command: str | Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
-def _succeeds(*command: str | Path) -> bool:
-    return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
-
-
-def _as(user: str, *command: str | Path) -> list[str | Path]:
-    return ["runuser", "-u", user, "--", *command] if os.geteuid() == 0 else list(command)
+def _ok(command: list) -> bool:
+    return subprocess.run(command, check=False, capture_output=True).returncode == 0
 
 
 def _folder_for(user: str, folder: Path) -> None:
     """Create `folder` owned by `user`, who must also be able to reach it."""
     folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(folder, user, user)
-    # pytest's temporary folders are 0700: let the service user pass through ours.
+    shutil.chown(folder, user, user)
+    # pytest makes its temporary folders 0700: let the service user pass through.
     for parent in folder.resolve().parents:
         mode = parent.stat()
         if mode.st_uid == os.geteuid() and not mode.st_mode & stat.S_IXOTH:
@@ -81,15 +74,13 @@ def _folder_for(user: str, folder: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-    except ChildProcessError:
-        pass
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return False
-    return state != "Z"
+    return state != "Z"  # a zombie has exited
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -101,21 +92,17 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
 
 
 def _stop_pid(pid: int | None, what: str, command: list | None = None) -> None:
-    """Stop a process with `command` (or SIGTERM) and wait until it is gone."""
+    """Stop a process with `command` (else SIGTERM) and wait until it is gone."""
     if pid is None or not _alive(pid):
         return
-    if command is None or subprocess.run(command, capture_output=True).returncode != 0:
-        os.kill(pid, signal.SIGTERM)
+    if command is None or not _ok(command):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     try:
-        _wait_until(lambda: not _alive(pid), STOP_TIMEOUT, f"{what} (pid {pid}) to exit")
+        _wait_until(lambda: not _alive(pid), STOP_TIMEOUT, f"{what} {pid} to exit")
     except TimeoutError:
         os.kill(pid, signal.SIGKILL)
-        _wait_until(lambda: not _alive(pid), 5, f"{what} (pid {pid}) to die")
-
-
-def _listening_pids(port: int) -> set[int]:
-    lines = _run("ss", "-Hltnp", f"sport = :{port}")
-    return {int(pid) for pid in re.findall(r"pid=(\d+)", lines)}
+        _wait_until(lambda: not _alive(pid), 5, f"{what} {pid} to die")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -132,20 +119,26 @@ class Server:
     port: int
     folder: Path
 
-    log: Path = field(init=False)  # set by each kind, quoted when it fails to start
+    log_name = "server.log"  # in `folder`; quoted when the server fails to start
+    pid_name = "server.pid"  # in `folder`; first line: the PID
+
+    @property
+    def log(self) -> Path:
+        return self.folder / self.log_name
 
     def start(self) -> None:
         """Start (again) on the same port with the same data."""
         try:
             self._launch()
-            _wait_until(self._ready, START_TIMEOUT, f"{self.name} on 127.0.0.1:{self.port}")
+            what = f"{self.name} on 127.0.0.1:{self.port}"
+            _wait_until(self._ready, START_TIMEOUT, what)
         except Exception as error:
-            self._stop_server()
-            raise RuntimeError(
-                f"{self.name} did not start: {error}\n--- end of {self.log} ---\n{_tail(self.log)}"
-            ) from error
+            self.stop()
+            tail = f"--- end of {self.log} ---\n{_tail(self.log)}"
+            raise RuntimeError(f"{self.name} did not start: {error}\n{tail}") from error
 
     def stop(self) -> None:
+        """Stop by PID and wait until it has exited; fine to call again."""
         self._stop_server()
 
     def restart(self) -> None:
@@ -156,158 +149,185 @@ class Server:
         _stop_pid(self._pid(), self.name, self._stop_command())
 
     def _pid(self) -> int | None:
-        try:
-            return int(self._pidfile().read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            return None
-
-    def _pidfile(self) -> Path:
-        raise NotImplementedError
-
-    def _launch(self) -> None:
-        raise NotImplementedError
-
-    def _ready(self) -> bool:
-        raise NotImplementedError
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            return int((self.folder / self.pid_name).read_text().split()[0])
+        return None
 
     def _stop_command(self) -> list | None:
         return None  # SIGTERM
+
+    def _launch(self) -> None:  # start the process; may return before it is ready
+        raise NotImplementedError
+
+    def _ready(self) -> bool:  # accepts connections?
+        raise NotImplementedError
 
     def _create_database(self, name: str) -> None:
         raise ValueError(f"create_database does not apply to {self.name}")
 
 
 class _Redis(Server):
-    def _pidfile(self) -> Path:
-        return self.folder / "redis.pid"
+    log_name, pid_name = "redis.log", "redis.pid"
 
     def _launch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.log = self.folder / "redis.log"
-        # No periodic snapshots; stop() saves one so that a restart keeps the data.
-        _run(binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--daemonize", "yes", "--pidfile", self._pidfile(), "--dir", self.folder,
-             "--save", "", "--appendonly", "no", "--logfile", self.log)  # fmt: skip
+        # No snapshots while running; stop() saves one, so a restart keeps the data.
+        (self.folder / "redis.conf").write_text(
+            f'port {self.port}\nbind 127.0.0.1\ndaemonize yes\nsave ""\nappendonly no\n'
+            f'dir "{self.folder}"\npidfile "{self.folder / self.pid_name}"\n'
+            f'logfile "{self.log}"\n'
+        )
+        _run([binary("redis-server"), self.folder / "redis.conf"])
+
+    def _cli(self, *args: str) -> list:
+        return [binary("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *args]
 
     def _ready(self) -> bool:
-        return _run(binary("redis-cli"), "-p", str(self.port), "ping").strip() == "PONG"
+        return _run(self._cli("ping"), check=False).strip() == "PONG"
 
     def _stop_command(self) -> list:
-        return [binary("redis-cli"), "-p", str(self.port), "shutdown", "save"]
+        return self._cli("shutdown", "save")
 
 
 class _PostgreSQL(Server):
-    def _pidfile(self) -> Path:
-        return self.folder / "data" / "postmaster.pid"  # first line: the postmaster's PID
+    log_name, pid_name = "postgresql.log", "data/postmaster.pid"
+
+    def _as_postgres(self, program: str, *args: str | Path) -> list:
+        """PostgreSQL refuses to run as root."""
+        return ["runuser", "-u", "postgres", "--", binary(program), *args]
+
+    def _pg_ctl(self, *args: str | Path) -> list:
+        return self._as_postgres("pg_ctl", "-D", self.folder / "data", *args)
 
     def _launch(self) -> None:
         _folder_for("postgres", self.folder)
-        self.log = self.folder / "postgresql.log"
         data = self.folder / "data"
         if not (data / "PG_VERSION").exists():
-            _run(*_as("postgres", binary("initdb"), "-D", data, "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--no-sync"))  # fmt: skip
-        # TCP only (no Unix socket); fsync=off: a test database need not survive a crash.
+            options = ["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+            _run(self._as_postgres("initdb", "-D", data, *options))
+        # TCP only (-k '': no Unix socket). fsync=off: test data need not survive
+        # a crash of the machine.
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k '' -c fsync=off"
-        _run(*_as("postgres", binary("pg_ctl"), "-D", data, "-l", self.log, "-o", options, "-w", "start"))
+        _run(self._pg_ctl("-l", self.log, "-o", options, "-w", "start"))
+
+    def _psql(self, sql: str) -> list:
+        psql = [binary("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U"]
+        return [*psql, "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql]
 
     def _ready(self) -> bool:
-        return _succeeds(binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port))
+        return _ok(self._psql("select 1"))
 
     def _stop_command(self) -> list:
-        return _as("postgres", binary("pg_ctl"), "-D", self.folder / "data", "-m", "fast", "stop")
+        return self._pg_ctl("-m", "fast", "stop")
 
     def _create_database(self, name: str) -> None:
-        _run(binary("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"')  # fmt: skip
+        _run(self._psql(f'CREATE DATABASE "{name}"'))
 
 
 @dataclass
 class _RabbitMQ(Server):
     dist_port: int = field(default_factory=_free_port)  # Erlang distribution
     epmd_port: int = field(default_factory=_free_port)  # our own Erlang port mapper
-    epmd_pid: int | None = None
+    log_name, pid_name = "log/rabbit@localhost.log", "rabbitmq.pid"
 
-    def _pidfile(self) -> Path:
-        return self.folder / "rabbitmq.pid"
-
-    def _env(self) -> dict[str, str]:
-        # The Debian wrappers run server and rabbitmqctl as user rabbitmq, with
-        # HOME=/var/lib/rabbitmq: both read the same Erlang cookie there.
+    def _env(self) -> dict:
+        # As root, the Debian wrappers run the server and rabbitmqctl as user
+        # rabbitmq with HOME=/var/lib/rabbitmq: both use the Erlang cookie there.
         return os.environ | {
             "RABBITMQ_NODENAME": "rabbit@localhost",
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                "-kernel inet_dist_use_interface {127,0,0,1}"
+            ),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "ERL_EPMD_PORT": str(self.epmd_port),
             "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.folder / "log"),
-            "RABBITMQ_PID_FILE": str(self._pidfile()),
+            "RABBITMQ_PID_FILE": str(self.folder / self.pid_name),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
 
     def _launch(self) -> None:
         _folder_for("rabbitmq", self.folder)
-        self.log = self.folder / "log" / "rabbit@localhost.log"
         (self.folder / "enabled_plugins").write_text("[].\n")
-        _run(binary("rabbitmq-server"), "-detached", env=self._env())
-        _run(binary("rabbitmqctl"), "wait", self._pidfile(), "--timeout", "60", env=self._env())
-        self.epmd_pid = self.epmd_pid or min(_listening_pids(self.epmd_port), default=None)
+        _run([binary("rabbitmq-server"), "-detached"], self._env())
+        pidfile = self.folder / self.pid_name
+        _run([binary("rabbitmqctl"), "wait", pidfile, "--timeout", "60"], self._env())
 
     def _ready(self) -> bool:
-        return _accepts(self.port)
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        return False
 
-    def _stop_server(self) -> None:
-        env = self._env()
-        _stop_pid(self._pid(), self.name, [binary("rabbitmqctl"), "stop", self._pidfile()])
-
+    # _stop_server(): RabbitMQ shuts down cleanly on SIGTERM, faster than rabbitmqctl.
     def stop(self) -> None:
+        """Stop RabbitMQ, then its port mapper (kept running by restart())."""
         super().stop()
-        _stop_pid(self.epmd_pid, "epmd")  # stays up after RabbitMQ stops
-        self.epmd_pid = None
+        for pid in self.epmd_pids():
+            _stop_pid(pid, "epmd")
+
+    def epmd_pids(self) -> set[int]:
+        """The port mapper the server started, found by its port (not by name)."""
+        ss = _run(["ss", "-Hltnp", f"sport = :{self.epmd_port}"])
+        return {int(pid) for pid in re.findall(r"pid=(\d+)", ss)}
 
 
 @dataclass
 class _MariaDB(Server):
     process: subprocess.Popen | None = field(default=None, repr=False)
+    log_name = "mariadb.log"
 
     def _pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def _client(self, *args: str) -> list:
-        return [binary("mariadb"), "--no-defaults", "-uroot", *args]
-
     def _launch(self) -> None:
         _folder_for("mysql", self.folder)
-        self.log = self.folder / "mariadb.log"
-        data = self.folder / "data"
-        if not (data / "mysql").exists():
-            _run(binary("mariadb-install-db"), "--no-defaults", "--user=mysql", f"--datadir={data}",
-                 "--auth-root-authentication-method=normal", "--skip-test-db")  # fmt: skip
-        with self.log.open("ab") as log:
+        cnf = self.folder / "my.cnf"  # ours only: /etc/mysql is not read
+        cnf.write_text(
+            f"[mysqld]\nuser = mysql\ndatadir = {self.folder / 'data'}\n"
+            f"port = {self.port}\nbind-address = 127.0.0.1\n"
+            f"socket = {self.folder / 'mysqld.sock'}\n"
+            f"pid-file = {self.folder / 'mariadb.pid'}\n"
+            "character-set-server = utf8mb4\ncollation-server = utf8mb4_unicode_ci\n"
+            f"[client]\nuser = root\nsocket = {self.folder / 'mysqld.sock'}\n"
+        )
+        if not (self.folder / "data" / "mysql").exists():
+            options = "--auth-root-authentication-method=normal --skip-test-db"
+            _run(
+                [
+                    binary("mariadb-install-db"),
+                    f"--defaults-file={cnf}",
+                    *options.split(),
+                ]
+            )
+        with self.log.open("ab") as log:  # new session: Ctrl-C on pytest spares it
             self.process = subprocess.Popen(
-                [binary("mariadbd"), "--no-defaults", "--user=mysql", f"--datadir={data}",
-                 f"--port={self.port}", "--bind-address=127.0.0.1",
-                 f"--socket={self.folder / 'mysqld.sock'}", f"--pid-file={self.folder / 'mariadb.pid'}",
-                 "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C spares it
-            )  # fmt: skip
+                [binary("mariadbd"), f"--defaults-file={cnf}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _client(self, *args: str) -> list:
+        return [binary("mariadb"), f"--defaults-file={self.folder / 'my.cnf'}", *args]
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise RuntimeError(f"mariadbd exited with status {self.process.returncode}")
-        return _succeeds(*self._client("-h127.0.0.1", f"-P{self.port}", "-e", "select 1"))
+        tcp = self._client("-h127.0.0.1", f"-P{self.port}", "-e", "select 1")
+        return _ok(tcp)
 
     def _create_database(self, name: str) -> None:
-        _run(*self._client(f"--socket={self.folder / 'mysqld.sock'}", "-e",
-             f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))  # fmt: skip
+        charset = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        _run(self._client("-e", f"CREATE DATABASE `{name}` {charset}"))
 
 
 def _started(kind: type[Server], name: str, url: str, folder: Path) -> Server:
     port = _free_port()
-    server = kind(name=name, url=url.format(port=port), port=port, folder=Path(folder))
+    server = kind(name, url.format(port=port), port, Path(folder).absolute())
     server.start()
     return server
 
@@ -317,11 +337,13 @@ def redis(folder: Path) -> Server:
 
 
 def postgresql(folder: Path) -> Server:
-    return _started(_PostgreSQL, "postgresql", "postgres://postgres@127.0.0.1:{port}/postgres", folder)
+    url = "postgres://postgres@127.0.0.1:{port}/postgres"
+    return _started(_PostgreSQL, "postgresql", url, folder)
 
 
 def rabbitmq(folder: Path) -> Server:
-    return _started(_RabbitMQ, "rabbitmq", "amqp://guest:guest@127.0.0.1:{port}//", folder)
+    url = "amqp://guest:guest@127.0.0.1:{port}//"
+    return _started(_RabbitMQ, "rabbitmq", url, folder)
 
 
 def mariadb(folder: Path) -> Server:
@@ -329,7 +351,7 @@ def mariadb(folder: Path) -> Server:
 
 
 def create_database(server: Server, name: str) -> str:
-    """Create an empty database on a PostgreSQL or MariaDB server; return its URL."""
+    """Create an empty database on PostgreSQL or MariaDB and return its URL."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"not a plain database name: {name!r}")
     server._create_database(name)

@@ -1,10 +1,30 @@
 import pytest
 
-# A real Celery worker, in a thread of the test process, on an in-memory
-# broker: tasks run as they would in production, without a broker server.
+from {{ cookiecutter.project_slug }}.celery import app
+
+# celery_session_worker: a real Celery worker, in a thread of the test process.
 pytest_plugins = ("celery.contrib.pytest",)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def in_memory_broker():
+    """Send tasks through kombu's in-memory broker: no broker server needed.
+
+    Celery reads CELERY_BROKER_URL from the environment (where .env put it)
+    before its settings, so the environment is what the tests change.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CELERY_BROKER_URL", "memory://")
+        yield
+
+
 @pytest.fixture(scope="session")
-def celery_config():
-    return {"broker_url": "memory://", "result_backend": "django-db"}
+def celery_session_app():
+    """The project's own Celery app, so the worker runs with its settings."""
+    return app
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters():
+    # The default check pings the worker with a test-only task this app lacks.
+    return {"perform_ping_check": False}

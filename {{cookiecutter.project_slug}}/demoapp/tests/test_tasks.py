@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
     ("task", "args", "expected"),
     [(add, (2, 3), 5), (mul, (4, 5), 20), (xsum, ([1, 2, 3, 4],), 10)],
 )
-def test_arithmetic_tasks(celery_worker, task, args, expected):
+def test_arithmetic_tasks(celery_session_worker, task, args, expected):
     result = task.delay(*args)
     assert result.get(timeout=10) == expected
     stored = TaskResult.objects.get(task_id=result.id)
@@ -21,19 +21,19 @@ def test_arithmetic_tasks(celery_worker, task, args, expected):
     assert stored.task_name == task.name
 
 
-def test_count_widgets(celery_worker):
+def test_count_widgets(celery_session_worker):
     Widget.objects.bulk_create(Widget(name=f"widget {i}") for i in range(3))
     assert count_widgets.delay().get(timeout=10) == 3
 
 
-def test_rename_widget(celery_worker):
+def test_rename_widget(celery_session_worker):
     widget = Widget.objects.create(name="old")
     assert rename_widget.delay(widget.pk, "new").get(timeout=10) == "new"
     widget.refresh_from_db()
     assert widget.name == "new"
 
 
-def test_rename_missing_widget_fails_and_worker_goes_on(celery_worker):
+def test_rename_missing_widget_fails_and_worker_goes_on(celery_session_worker):
     result = rename_widget.delay(999_999, "new")
     with pytest.raises(Exception, match="Widget 999999 does not exist"):
         result.get(timeout=10)
