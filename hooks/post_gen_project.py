@@ -29,10 +29,15 @@ def remove_unchosen(root):
 
 
 def write_env(root):
-    """.env is .env.example with a fresh SECRET_KEY, readable by its owner only."""
-    lines = (root / ".env.example").read_text().splitlines()
-    key = secrets.token_urlsafe(50)
-    lines = [f"SECRET_KEY={key}" if line == "SECRET_KEY=" else line for line in lines]
+    """.env is .env.example with fresh secrets filled in, readable by its owner only."""
+    secrets_for = {
+        "SECRET_KEY=": secrets.token_urlsafe(50),
+        "FLOWER_BASIC_AUTH=": f"admin:{secrets.token_urlsafe(18)}",
+    }
+    lines = [
+        line + secrets_for[line] if line in secrets_for else line
+        for line in (root / ".env.example").read_text().splitlines()
+    ]
     env = root / ".env"
     env.touch(mode=0o600)
     env.write_text("\n".join(lines) + "\n")

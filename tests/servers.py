@@ -1,8 +1,8 @@
 """Real Redis, PostgreSQL, RabbitMQ and MariaDB servers for the tests.
 
-Each server listens on 127.0.0.1 only, on a free port, keeps its data, logs and
-pidfile in the folder it is given, and is stopped by its PID, never by a process
-name. `scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
+Each server listens on 127.0.0.1 only, on a free port, keeps its data and log in
+the folder it is given, and is stopped by its PID, never by a process name.
+`scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
 RabbitMQ and MariaDB run as their own system users.
 
     server = servers.postgresql(tmp_path / "postgresql")
@@ -22,6 +22,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,19 +48,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(command: list, env: dict | None = None, check: bool = True) -> str:
-    """Run a command and return its output; with check=False, "" if it fails."""
+def _run(command: list, env: dict | None = None) -> str:
+    """Run a setup command; raise with its output if it fails."""
     done = subprocess.run(
         command, check=False, capture_output=True, text=True, env=env, timeout=120
     )
-    if check and done.returncode != 0:
+    if done.returncode != 0:
         words = " ".join(map(str, command))
         raise RuntimeError(f"{words} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout if done.returncode == 0 else ""
+    return done.stdout
 
 
-def _ok(command: list) -> bool:
-    return subprocess.run(command, check=False, capture_output=True).returncode == 0
+def _probe(command: list, timeout: float = 5) -> str | None:
+    """The output of a check, or None if it fails or hangs."""
+    try:
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def _folder_for(user: str, folder: Path) -> None:
@@ -67,20 +73,26 @@ def _folder_for(user: str, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.chown(folder, user, user)
     # pytest makes its temporary folders 0700: let the service user pass through.
-    for parent in folder.resolve().parents:
+    for parent in folder.parents:
+        if not parent.is_relative_to(tempfile.gettempdir()):
+            break
         mode = parent.stat()
         if mode.st_uid == os.geteuid() and not mode.st_mode & stat.S_IXOTH:
             parent.chmod(mode.st_mode | stat.S_IXOTH)
 
 
-def _alive(pid: int) -> bool:
+def _state(pid: int) -> str | None:
+    """A process's state letter ("Z": exited, not yet reaped), None if gone."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
-        return False
-    return state != "Z"  # a zombie has exited
+        return None
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in (None, "Z")
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -91,21 +103,25 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.1)
 
 
+def _signal(pid: int, number: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, number)
+
+
 def _stop_pid(pid: int | None, what: str, command: list | None = None) -> None:
     """Stop a process with `command` (else SIGTERM) and wait until it is gone."""
     if pid is None or not _alive(pid):
         return
-    if command is None or not _ok(command):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    if command is None or _probe(command, STOP_TIMEOUT) is None:
+        _signal(pid, signal.SIGTERM)
     try:
         _wait_until(lambda: not _alive(pid), STOP_TIMEOUT, f"{what} {pid} to exit")
     except TimeoutError:
-        os.kill(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
         _wait_until(lambda: not _alive(pid), 5, f"{what} {pid} to die")
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError as error:
@@ -118,9 +134,10 @@ class Server:
     url: str
     port: int
     folder: Path
+    process: subprocess.Popen | None = field(default=None, repr=False)
 
     log_name = "server.log"  # in `folder`; quoted when the server fails to start
-    pid_name = "server.pid"  # in `folder`; first line: the PID
+    pid_name = ""  # in `folder`, for servers that detach: first line is the PID
 
     @property
     def log(self) -> Path:
@@ -130,11 +147,10 @@ class Server:
         """Start (again) on the same port with the same data."""
         try:
             self._launch()
-            what = f"{self.name} on 127.0.0.1:{self.port}"
-            _wait_until(self._ready, START_TIMEOUT, what)
+            _wait_until(self._up, START_TIMEOUT, f"{self.name} on port {self.port}")
         except Exception as error:
-            self.stop()
             tail = f"--- end of {self.log} ---\n{_tail(self.log)}"
+            self.stop()
             raise RuntimeError(f"{self.name} did not start: {error}\n{tail}") from error
 
     def stop(self) -> None:
@@ -149,14 +165,26 @@ class Server:
         _stop_pid(self._pid(), self.name, self._stop_command())
 
     def _pid(self) -> int | None:
+        if self.process:
+            return self.process.pid
         with contextlib.suppress(OSError, IndexError, ValueError):
             return int((self.folder / self.pid_name).read_text().split()[0])
         return None
 
+    def _spawn(self, *command: str | Path) -> None:
+        """Run a server in the foreground, in its own session (Ctrl-C spares it)."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+
+    def _up(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"it exited with status {self.process.returncode}")
+        return self._ready()
+
     def _stop_command(self) -> list | None:
         return None  # SIGTERM
 
-    def _launch(self) -> None:  # start the process; may return before it is ready
+    def _launch(self) -> None:  # start the server; may return before it is ready
         raise NotImplementedError
 
     def _ready(self) -> bool:  # accepts connections?
@@ -167,23 +195,19 @@ class Server:
 
 
 class _Redis(Server):
-    log_name, pid_name = "redis.log", "redis.pid"
+    log_name = "redis.log"
 
     def _launch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         # No snapshots while running; stop() saves one, so a restart keeps the data.
-        (self.folder / "redis.conf").write_text(
-            f'port {self.port}\nbind 127.0.0.1\ndaemonize yes\nsave ""\nappendonly no\n'
-            f'dir "{self.folder}"\npidfile "{self.folder / self.pid_name}"\n'
-            f'logfile "{self.log}"\n'
-        )
-        _run([binary("redis-server"), self.folder / "redis.conf"])
+        options = f"--port {self.port} --bind 127.0.0.1 --appendonly no".split()
+        self._spawn(binary("redis-server"), *options, "--save", "", "--dir", self.folder)
 
     def _cli(self, *args: str) -> list:
         return [binary("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *args]
 
     def _ready(self) -> bool:
-        return _run(self._cli("ping"), check=False).strip() == "PONG"
+        return _probe(self._cli("ping")) == "PONG\n"
 
     def _stop_command(self) -> list:
         return self._cli("shutdown", "save")
@@ -202,20 +226,21 @@ class _PostgreSQL(Server):
     def _launch(self) -> None:
         _folder_for("postgres", self.folder)
         data = self.folder / "data"
+        if stale := self._pid():  # killed: it refuses to start while its zombie lingers
+            _wait_until(lambda: _state(stale) != "Z", STOP_TIMEOUT, "a zombie to go")
         if not (data / "PG_VERSION").exists():
             options = ["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
             _run(self._as_postgres("initdb", "-D", data, *options))
-        # TCP only (-k '': no Unix socket). fsync=off: test data need not survive
-        # a crash of the machine.
+        # TCP only (-k '': no Unix socket). fsync=off: test data need not survive a crash.
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k '' -c fsync=off"
         _run(self._pg_ctl("-l", self.log, "-o", options, "-w", "start"))
 
     def _psql(self, sql: str) -> list:
-        psql = [binary("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U"]
-        return [*psql, "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        tcp = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        return [binary("psql"), *tcp, "-v", "ON_ERROR_STOP=1", "-c", sql]
 
     def _ready(self) -> bool:
-        return _ok(self._psql("select 1"))
+        return _probe(self._psql("select 1")) is not None
 
     def _stop_command(self) -> list:
         return self._pg_ctl("-m", "fast", "stop")
@@ -238,9 +263,7 @@ class _RabbitMQ(Server):
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
-                "-kernel inet_dist_use_interface {127,0,0,1}"
-            ),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "ERL_EPMD_PORT": str(self.epmd_port),
             "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
@@ -252,6 +275,7 @@ class _RabbitMQ(Server):
     def _launch(self) -> None:
         _folder_for("rabbitmq", self.folder)
         (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / self.pid_name).unlink(missing_ok=True)  # stale after a kill -9
         _run([binary("rabbitmq-server"), "-detached"], self._env())
         pidfile = self.folder / self.pid_name
         _run([binary("rabbitmqctl"), "wait", pidfile, "--timeout", "60"], self._env())
@@ -275,50 +299,30 @@ class _RabbitMQ(Server):
         return {int(pid) for pid in re.findall(r"pid=(\d+)", ss)}
 
 
-@dataclass
 class _MariaDB(Server):
-    process: subprocess.Popen | None = field(default=None, repr=False)
     log_name = "mariadb.log"
-
-    def _pid(self) -> int | None:
-        return self.process.pid if self.process else None
 
     def _launch(self) -> None:
         _folder_for("mysql", self.folder)
         cnf = self.folder / "my.cnf"  # ours only: /etc/mysql is not read
         cnf.write_text(
             f"[mysqld]\nuser = mysql\ndatadir = {self.folder / 'data'}\n"
-            f"port = {self.port}\nbind-address = 127.0.0.1\n"
-            f"socket = {self.folder / 'mysqld.sock'}\n"
+            f"port = {self.port}\nbind-address = 127.0.0.1\nsocket = {self.folder / 'mysqld.sock'}\n"
             f"pid-file = {self.folder / 'mariadb.pid'}\n"
             "character-set-server = utf8mb4\ncollation-server = utf8mb4_unicode_ci\n"
             f"[client]\nuser = root\nsocket = {self.folder / 'mysqld.sock'}\n"
         )
         if not (self.folder / "data" / "mysql").exists():
-            options = "--auth-root-authentication-method=normal --skip-test-db"
-            _run(
-                [
-                    binary("mariadb-install-db"),
-                    f"--defaults-file={cnf}",
-                    *options.split(),
-                ]
-            )
-        with self.log.open("ab") as log:  # new session: Ctrl-C on pytest spares it
-            self.process = subprocess.Popen(
-                [binary("mariadbd"), f"--defaults-file={cnf}"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            options = ["--auth-root-authentication-method=normal", "--skip-test-db"]
+            _run([binary("mariadb-install-db"), f"--defaults-file={cnf}", *options])
+        self._spawn(binary("mariadbd"), f"--defaults-file={cnf}")
 
     def _client(self, *args: str) -> list:
         return [binary("mariadb"), f"--defaults-file={self.folder / 'my.cnf'}", *args]
 
     def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"mariadbd exited with status {self.process.returncode}")
-        tcp = self._client("-h127.0.0.1", f"-P{self.port}", "-e", "select 1")
-        return _ok(tcp)
+        tcp = ["-h127.0.0.1", f"-P{self.port}", "--connect-timeout=2"]
+        return _probe(self._client(*tcp, "-e", "select 1")) is not None
 
     def _create_database(self, name: str) -> None:
         charset = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
@@ -337,13 +341,13 @@ def redis(folder: Path) -> Server:
 
 
 def postgresql(folder: Path) -> Server:
-    url = "postgres://postgres@127.0.0.1:{port}/postgres"
-    return _started(_PostgreSQL, "postgresql", url, folder)
+    return _started(
+        _PostgreSQL, "postgresql", "postgres://postgres@127.0.0.1:{port}/postgres", folder
+    )
 
 
 def rabbitmq(folder: Path) -> Server:
-    url = "amqp://guest:guest@127.0.0.1:{port}//"
-    return _started(_RabbitMQ, "rabbitmq", url, folder)
+    return _started(_RabbitMQ, "rabbitmq", "amqp://guest:guest@127.0.0.1:{port}//", folder)
 
 
 def mariadb(folder: Path) -> Server:

@@ -1,0 +1,76 @@
+import uuid
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+import servers
+from project import TEMPLATE, Project, make_venv
+
+# Servers started once per test session, by kind.
+SERVERS = {
+    "redis": servers.redis,
+    "postgresql": servers.postgresql,
+    "rabbitmq": servers.rabbitmq,
+    "mariadb": servers.mariadb,
+}
+
+
+@pytest.fixture(scope="session")
+def project_python(tmp_path_factory):
+    """One virtual environment for every generated project: the dependencies of
+    a project generated with every option's driver, plus all its extras."""
+    reference = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        output_dir=str(tmp_path_factory.mktemp("reference")),
+        extra_context={"broker": "redis", "database": "postgresql", "use_flower": "y"},
+    )
+    pyproject = Path(reference) / "pyproject.toml"
+    venv = tmp_path_factory.getbasetemp() / "project-venv"
+    return make_venv(venv, "python3", ["-r", pyproject, "--all-extras"])
+
+
+@pytest.fixture
+def bake(cookies, project_python):
+    """Generate a project with the given answers; return it as a Project."""
+
+    def bake(**answers):
+        result = cookies.bake(extra_context=answers)
+        assert result.exit_code == 0, result.exception
+        project = Project(Path(result.project_path), python=project_python)
+        yield_projects.append(project)
+        return project
+
+    yield_projects = []
+    yield bake
+    for project in yield_projects:
+        project.stop_all()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """server(kind): a real server of that kind on 127.0.0.1, started once per session."""
+    started = {}
+
+    def get(kind):
+        if kind not in started:
+            started[kind] = SERVERS[kind](tmp_path_factory.mktemp(kind))
+        return started[kind]
+
+    yield get
+    for each in started.values():
+        each.stop()
+
+
+@pytest.fixture
+def database_url(server):
+    """database_url(kind): a new database of that kind, as DATABASE_URL."""
+
+    def url(kind):
+        if kind == "sqlite":
+            return "sqlite:///db.sqlite3"
+        kind = {"mysql": "mariadb"}.get(kind, kind)
+        return servers.create_database(server(kind), f"db_{uuid.uuid4().hex[:12]}")
+
+    return url

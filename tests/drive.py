@@ -1,0 +1,98 @@
+"""Drive a generated project from inside its own environment.
+
+Run with the project's interpreter, from the project's folder:
+
+    python /path/to/drive.py SLUG demo       # send the demo tasks, print their stored results
+    python /path/to/drive.py SLUG periodic   # schedule a periodic task, wait until beat ran it
+
+Each command prints one JSON document on stdout. It only uses what the
+generated project installs, so it also proves the project's dependencies.
+"""
+
+import json
+import os
+import sys
+import time
+import uuid
+
+DEMO_TIMEOUT = 60
+
+
+def setup(slug):
+    sys.path.insert(0, os.getcwd())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{slug}.settings")
+    import django
+
+    django.setup()
+
+
+def stored(results):
+    """The results as the result backend stored them (TaskResult rows for django-db)."""
+    from django.conf import settings
+
+    if settings.CELERY_RESULT_BACKEND != "django-db":
+        return [
+            {"task_id": r.id, "task_name": r.name, "status": r.state, "result": r.result}
+            for r in results
+        ]
+    from django_celery_results.models import TaskResult
+
+    rows = {row.task_id: row for row in TaskResult.objects.filter(task_id__in=[r.id for r in results])}
+    return [
+        {
+            "task_id": r.id,
+            "task_name": rows[r.id].task_name,
+            "status": rows[r.id].status,
+            "result": json.loads(rows[r.id].result),
+            "date_done": rows[r.id].date_done.isoformat(),
+            "worker": rows[r.id].worker,
+        }
+        for r in results
+    ]
+
+
+def demo():
+    from demoapp.models import Widget
+    from demoapp.tasks import add, count_widgets, mul, rename_widget, xsum
+
+    widget = Widget.objects.create(name=f"widget {uuid.uuid4().hex[:8]}")
+    results = [
+        add.delay(2, 3),
+        mul.delay(4, 5),
+        xsum.delay([1, 2, 3, 4]),
+        count_widgets.delay(),
+        rename_widget.delay(widget.pk, "renamed"),
+    ]
+    started = time.monotonic()
+    for result in results:
+        result.get(timeout=DEMO_TIMEOUT, interval=0.05)
+    elapsed = time.monotonic() - started
+    widget.refresh_from_db()
+    return {"results": stored(results), "widget_name": widget.name, "seconds": round(elapsed, 3)}
+
+
+def periodic():
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from django_celery_results.models import TaskResult
+
+    name = f"add every second {uuid.uuid4().hex[:8]}"
+    every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name=name, task="demoapp.tasks.add", interval=every, args="[20, 22]")
+    deadline = time.monotonic() + DEMO_TIMEOUT
+    while time.monotonic() < deadline:
+        runs = TaskResult.objects.filter(periodic_task_name=name, status="SUCCESS")
+        if runs.exists():
+            PeriodicTask.objects.filter(name=name).update(enabled=False)
+            return {"name": name, "runs": runs.count(), "result": json.loads(runs.first().result)}
+        time.sleep(0.2)
+    raise SystemExit(f"periodic task {name!r} did not run within {DEMO_TIMEOUT} s")
+
+
+def main():
+    slug, command = sys.argv[1:3]
+    setup(slug)
+    print(json.dumps({"demo": demo, "periodic": periodic}[command]()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""A generated project on disk, and the processes it runs: used by the tests and the demo."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+DRIVE = Path(__file__).resolve().parent / "drive.py"
+# The interpreter that runs generated projects unless a test picks another.
+PYTHON = os.environ.get("PROJECT_PYTHON", sys.executable)
+
+
+class CommandFailed(AssertionError):
+    pass
+
+
+def run(args, cwd=None, env=None, timeout=300):
+    """Run a command; on failure, raise with its output, so the test report shows it."""
+    proc = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode:
+        raise CommandFailed(
+            f"{' '.join(map(str, args))} exited {proc.returncode} in {cwd}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc.stdout
+
+
+def uv(*args, timeout=600):
+    uv_bin = shutil.which("uv") or Path(sys.executable).with_name("uv")
+    return run([uv_bin, *args], timeout=timeout)
+
+
+def make_venv(path, python, requirements=(), editable=None, extras=()):
+    """A virtual environment at `path`; uv makes and fills one in about a second."""
+    uv("venv", "--quiet", "--allow-existing", "--python", python, path)
+    venv_python = Path(path) / "bin" / "python"
+    args = ["pip", "install", "--quiet", "--python", venv_python]
+    if editable:
+        spec = f"{editable}[{','.join(extras)}]" if extras else str(editable)
+        args += ["-e", spec]
+    args += list(requirements)
+    uv(*args)
+    return venv_python
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def output(self):
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{self.name} (pid {self.pid}) did not print {text!r} within {timeout} s;"
+            f" exit code {self.popen.poll()}\n{self.output()[-4000:]}"
+        )
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stop the process and its children by process group (it leads its own)."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        # Pool children left behind by a kill -9 of the parent.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Project:
+    """A generated project folder, run with `python` and extra environment variables."""
+
+    path: Path
+    python: Path = Path(PYTHON)
+    env: dict = field(default_factory=dict)
+    processes: list = field(default_factory=list)
+
+    @property
+    def slug(self):
+        return self.path.name
+
+    def environ(self):
+        # The project reads .env itself; only what a test sets goes on top.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST"))}
+        env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONUNBUFFERED"] = "1"
+        return env | self.env
+
+    def run(self, *args, timeout=300):
+        return run([self.python, *args], cwd=self.path, env=self.environ(), timeout=timeout)
+
+    def manage(self, *args, timeout=300):
+        return self.run("manage.py", *args, timeout=timeout)
+
+    def celery(self, *args, timeout=120):
+        return self.run("-m", "celery", "-A", self.slug, *args, timeout=timeout)
+
+    def drive(self, command, timeout=180):
+        return json.loads(self.run(DRIVE, self.slug, command, timeout=timeout))
+
+    def start(self, name, *args):
+        """Start `celery -A slug ARGS` in the background, logging to a file in the project."""
+        log = self.path / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                [str(self.python), "-m", "celery", "-A", self.slug, *map(str, args)],
+                cwd=self.path,
+                env=self.environ(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, name="worker", *args):
+        worker = self.start(name, "worker", "-l", "info", "-n", f"{name}@%h", *args)
+        worker.wait_for("ready.")
+        return worker
+
+    def start_beat(self):
+        beat = self.start("beat", "beat", "-l", "info", "--pidfile", self.path / "beat.pid")
+        beat.wait_for("beat: Starting...")
+        return beat
+
+    def stop_all(self):
+        while self.processes:
+            self.processes.pop().stop()

@@ -1,0 +1,91 @@
+"""Every value of every option renders a clean project that migrates and passes its own tests."""
+
+import itertools
+import re
+import stat
+import sys
+
+import pytest
+
+from project import run
+
+OPTIONS = {
+    "broker": ["filesystem", "redis", "rabbitmq"],
+    "database": ["sqlite", "postgresql", "mysql"],
+    "result_backend": ["django-db", "django-cache"],
+    "use_celery_beat": ["y", "n"],
+    "use_flower": ["n", "y"],
+    "include_demoapp": ["y", "n"],
+}
+# Every pair of values of two options appears in at least one row (the first row is the default).
+ROWS = [
+    "filesystem sqlite django-db y n y",
+    "filesystem postgresql django-cache n y n",
+    "redis mysql django-db y y n",
+    "rabbitmq mysql django-cache n n y",
+    "redis sqlite django-cache n n n",
+    "rabbitmq postgresql django-db y y y",
+    "redis postgresql django-db n n y",
+    "rabbitmq sqlite django-cache y y n",
+    "filesystem mysql django-db y n y",
+]
+MATRIX = [dict(zip(OPTIONS, row.split(), strict=True)) for row in ROWS]
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".example", ".txt", ".gitignore", ".yaml", ".cfg", ".html", ""}
+
+
+def test_matrix_covers_every_pair_of_values():
+    seen = {
+        ((a, row[a]), (b, row[b])) for row in MATRIX for a, b in itertools.combinations(OPTIONS, 2)
+    }
+    for a, b in itertools.combinations(OPTIONS, 2):
+        for pair in itertools.product(OPTIONS[a], OPTIONS[b]):
+            assert ((a, pair[0]), (b, pair[1])) in seen, (a, b, pair)
+    assert MATRIX[0] == {key: values[0] for key, values in OPTIONS.items()}
+
+
+def text_files(root):
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and "__pycache__" not in path.parts:
+            yield path
+
+
+def check_text(project):
+    """No template syntax left over, no blank lines left by removed blocks."""
+    for path in text_files(project.path):
+        text = path.read_text()
+        where = path.relative_to(project.path)
+        for leftover in ("{{", "{%", "cookiecutter"):
+            assert leftover not in text, f"{where} holds {leftover!r}"
+        assert not re.search(r"^[ \t]+$", text, re.M), f"{where} has a line of only spaces"
+        assert text.endswith("\n") or not text, f"{where} lacks a final newline"
+        if path.suffix != ".py":  # ruff format judges blank lines in Python
+            assert "\n\n\n" not in text, f"{where} has two blank lines in a row"
+
+
+@pytest.mark.parametrize("answers", MATRIX, ids=[row.replace(" ", "-") for row in ROWS])
+def test_render(bake, database_url, answers):
+    project = bake(**answers)
+    root = project.path
+    check_text(project)
+
+    assert (root / "demoapp").exists() == (answers["include_demoapp"] == "y")
+    assert (root / "flowerconfig.py").exists() == (answers["use_flower"] == "y")
+    env = (root / ".env").read_text()
+    assert re.search(r"^SECRET_KEY=\S{50,}$", env, re.M)
+    assert stat.S_IMODE((root / ".env").stat().st_mode) == 0o600
+
+    run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=root)
+    run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=root)
+
+    project.env["DATABASE_URL"] = database_url(answers["database"])
+    project.manage("check", "--fail-level", "WARNING")
+    project.manage("makemigrations", "--check", "--dry-run")
+    project.manage("migrate", "--no-input")
+    if answers["result_backend"] == "django-cache":
+        project.manage("createcachetable")
+    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def test_each_render_has_its_own_secret_key(bake):
+    first, second = bake(), bake()
+    assert (first.path / ".env").read_text() != (second.path / ".env").read_text()
