@@ -8,7 +8,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Files that belong to one option only, removed when it is not chosen.
 OPTIONAL = {

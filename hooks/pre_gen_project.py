@@ -10,7 +10,7 @@ import re
 import sys
 import zoneinfo
 
-ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Modules the generated project imports, or installs, besides the stdlib:
 # a project package with one of these names would shadow it.

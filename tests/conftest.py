@@ -2,9 +2,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cookiecutter.main import cookiecutter
-
 import servers
+from cookiecutter.main import cookiecutter
 from project import TEMPLATE, Project, make_venv
 
 # Servers started once per test session, by kind.

@@ -37,7 +37,9 @@ def stored(results):
         ]
     from django_celery_results.models import TaskResult
 
-    rows = {row.task_id: row for row in TaskResult.objects.filter(task_id__in=[r.id for r in results])}
+    rows = {
+        row.task_id: row for row in TaskResult.objects.filter(task_id__in=[r.id for r in results])
+    }
     return [
         {
             "task_id": r.id,
@@ -77,7 +79,9 @@ def periodic():
 
     name = f"add every second {uuid.uuid4().hex[:8]}"
     every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.create(name=name, task="demoapp.tasks.add", interval=every, args="[20, 22]")
+    PeriodicTask.objects.create(
+        name=name, task="demoapp.tasks.add", interval=every, args="[20, 22]"
+    )
     deadline = time.monotonic() + DEMO_TIMEOUT
     while time.monotonic() < deadline:
         runs = TaskResult.objects.filter(periodic_task_name=name, status="SUCCESS")

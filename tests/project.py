@@ -1,5 +1,6 @@
 """A generated project on disk, and the processes it runs: used by the tests and the demo."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -80,20 +81,16 @@ class Process:
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stop the process and its children by process group (it leads its own)."""
         if self.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.popen.wait(10)
         # Pool children left behind by a kill -9 of the parent.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass

@@ -304,13 +304,13 @@ class _MariaDB(Server):
 
     def _launch(self) -> None:
         _folder_for("mysql", self.folder)
-        cnf = self.folder / "my.cnf"  # ours only: /etc/mysql is not read
+        cnf, sock = self.folder / "my.cnf", self.folder / "mysqld.sock"  # /etc/mysql is not read
         cnf.write_text(
-            f"[mysqld]\nuser = mysql\ndatadir = {self.folder / 'data'}\n"
-            f"port = {self.port}\nbind-address = 127.0.0.1\nsocket = {self.folder / 'mysqld.sock'}\n"
+            f"[mysqld]\nuser = mysql\ndatadir = {self.folder / 'data'}\nsocket = {sock}\n"
             f"pid-file = {self.folder / 'mariadb.pid'}\n"
+            f"port = {self.port}\nbind-address = 127.0.0.1\n"
             "character-set-server = utf8mb4\ncollation-server = utf8mb4_unicode_ci\n"
-            f"[client]\nuser = root\nsocket = {self.folder / 'mysqld.sock'}\n"
+            f"[client]\nuser = root\nsocket = {sock}\n"
         )
         if not (self.folder / "data" / "mysql").exists():
             options = ["--auth-root-authentication-method=normal", "--skip-test-db"]
@@ -341,9 +341,8 @@ def redis(folder: Path) -> Server:
 
 
 def postgresql(folder: Path) -> Server:
-    return _started(
-        _PostgreSQL, "postgresql", "postgres://postgres@127.0.0.1:{port}/postgres", folder
-    )
+    url = "postgres://postgres@127.0.0.1:{port}/postgres"
+    return _started(_PostgreSQL, "postgresql", url, folder)
 
 
 def rabbitmq(folder: Path) -> Server:

@@ -6,7 +6,6 @@ import stat
 import sys
 
 import pytest
-
 from project import run
 
 OPTIONS = {
@@ -30,7 +29,18 @@ ROWS = [
     "filesystem mysql django-db y n y",
 ]
 MATRIX = [dict(zip(OPTIONS, row.split(), strict=True)) for row in ROWS]
-TEXT_SUFFIXES = {".py", ".md", ".toml", ".example", ".txt", ".gitignore", ".yaml", ".cfg", ".html", ""}
+TEXT_SUFFIXES = {
+    ".py",
+    ".md",
+    ".toml",
+    ".example",
+    ".txt",
+    ".gitignore",
+    ".yaml",
+    ".cfg",
+    ".html",
+    "",
+}
 
 
 def test_matrix_covers_every_pair_of_values():
