@@ -152,5 +152,5 @@ class Project:
         return beat
 
     def stop_all(self):
-        while self.processes:
-            self.processes.pop().stop()
+        for process in reversed(self.processes):
+            process.stop()

@@ -1,12 +1,15 @@
 """Every value of every option renders a clean project that migrates and passes its own tests."""
 
+import glob
 import itertools
+import os
 import re
+import shutil
 import stat
 import sys
 
 import pytest
-from project import run
+from project import make_venv, run
 
 OPTIONS = {
     "broker": ["filesystem", "redis", "rabbitmq"],
@@ -99,3 +102,24 @@ def test_render(bake, database_url, answers):
 def test_each_render_has_its_own_secret_key(bake):
     first, second = bake(), bake()
     assert (first.path / ".env").read_text() != (second.path / ".env").read_text()
+
+
+def python312():
+    """pyenv's Python 3.12 (its shim fails unless 3.12 is selected), else one on PATH."""
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
+    found = found[-1] if found else shutil.which("python3.12")
+    assert found, "Python 3.12 not found: install it (pyenv install 3.12) to test Django 6"
+    return found
+
+
+def test_default_project_on_python_312_with_django_6(bake, tmp_path):
+    project = bake()
+    project.python = make_venv(
+        tmp_path / "venv312", python312(), ["-r", project.path / "pyproject.toml", "--extra", "dev"]
+    )
+    version = project.run("-c", "import django; print(django.__version__)")
+    assert version.startswith("6.0"), version
+    project.manage("check", "--fail-level", "WARNING")
+    project.manage("makemigrations", "--check", "--dry-run")
+    project.manage("migrate", "--no-input")
+    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")

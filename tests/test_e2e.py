@@ -1,0 +1,41 @@
+"""The default project, end to end: a clean install, real worker and beat processes."""
+
+import os
+
+from demo import generate, scenario
+
+
+def test_default_project_end_to_end(tmp_path):
+    project = generate(tmp_path)  # its own venv, from its own pyproject.toml
+    outcome = scenario(project)
+
+    results = {row["task_name"]: row for row in outcome["demo"]["results"]}
+    assert {name: row["status"] for name, row in results.items()} == dict.fromkeys(
+        [
+            "demoapp.tasks.add",
+            "demoapp.tasks.mul",
+            "demoapp.tasks.xsum",
+            "demoapp.tasks.count_widgets",
+            "demoapp.tasks.rename_widget",
+        ],
+        "SUCCESS",
+    )
+    assert results["demoapp.tasks.add"]["result"] == 5
+    assert results["demoapp.tasks.mul"]["result"] == 20
+    assert results["demoapp.tasks.xsum"]["result"] == 10
+    assert results["demoapp.tasks.count_widgets"]["result"] == 1
+    assert results["demoapp.tasks.rename_widget"]["result"] == "renamed"
+    assert outcome["demo"]["widget_name"] == "renamed"
+    assert all(row["worker"].startswith("worker@") for row in results.values())
+
+    assert "pong" in outcome["ping"]
+    assert outcome["periodic"]["runs"] >= 1
+    assert outcome["periodic"]["result"] == 42
+
+    # Every process the scenario started is gone.
+    assert [p.name for p in project.processes] == ["worker", "beat"]
+    for process in project.processes:
+        assert process.popen.poll() is not None
+    for log in ("worker.log", "beat.log"):
+        assert "Traceback" not in (project.path / log).read_text(), log
+    assert not os.path.exists(project.path / "beat.pid")
