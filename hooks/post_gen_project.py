@@ -14,6 +14,7 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 OPTIONAL = {
     "include_demoapp": ["demoapp"],
     "use_flower": ["flowerconfig.py"],
+    "use_celery_beat": ["deploy/systemd/celery-beat.service"],
 }
 
 
@@ -28,16 +29,25 @@ def remove_unchosen(root):
                 path.unlink(missing_ok=True)
 
 
+def secret_for(key):
+    """A fresh value for an empty secret in .env.example, or None if `key` is no secret."""
+    if key == "FLOWER_BASIC_AUTH":
+        return f"admin:{secrets.token_urlsafe(18)}"
+    if key == "SECRET_KEY":
+        return secrets.token_urlsafe(50)
+    if key.endswith("_PASSWORD"):
+        return secrets.token_urlsafe(24)
+    return None
+
+
 def write_env(root):
     """.env is .env.example with fresh secrets filled in, readable by its owner only."""
-    secrets_for = {
-        "SECRET_KEY=": secrets.token_urlsafe(50),
-        "FLOWER_BASIC_AUTH=": f"admin:{secrets.token_urlsafe(18)}",
-    }
-    lines = [
-        line + secrets_for[line] if line in secrets_for else line
-        for line in (root / ".env.example").read_text().splitlines()
-    ]
+    lines = []
+    for line in (root / ".env.example").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not value and (secret := secret_for(key)):
+            line = f"{key}={secret}"
+        lines.append(line)
     env = root / ".env"
     env.touch(mode=0o600)
     env.write_text("\n".join(lines) + "\n")

@@ -4,6 +4,7 @@ Run with the project's interpreter, from the project's folder:
 
     python /path/to/drive.py SLUG demo       # send the demo tasks, print their stored results
     python /path/to/drive.py SLUG periodic   # schedule a periodic task, wait until beat ran it
+    python /path/to/drive.py SLUG spread     # short and long tasks: which worker ran each
 
 Each command prints one JSON document on stdout. It only uses what the
 generated project installs, so it also proves the project's dependencies.
@@ -74,28 +75,54 @@ def demo():
 
 
 def periodic():
+    """Schedule a rename every second through the ORM; wait until beat sent it and it ran."""
+    from demoapp.models import Widget
+    from django.conf import settings
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
     from django_celery_results.models import TaskResult
 
-    name = f"add every second {uuid.uuid4().hex[:8]}"
+    widget = Widget.objects.create(name="before")
+    name = f"rename every second {uuid.uuid4().hex[:8]}"
     every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(
-        name=name, task="demoapp.tasks.add", interval=every, args="[20, 22]"
+        name=name,
+        task="demoapp.tasks.rename_widget",
+        interval=every,
+        args=json.dumps([widget.pk, "renamed by beat"]),
     )
+    # The cache backend keeps no list of results: there, the renamed widget must do.
+    results_in_db = settings.CELERY_RESULT_BACKEND == "django-db"
     deadline = time.monotonic() + DEMO_TIMEOUT
     while time.monotonic() < deadline:
+        widget.refresh_from_db()
         runs = TaskResult.objects.filter(periodic_task_name=name, status="SUCCESS")
-        if runs.exists():
+        if widget.name != "before" and (runs.exists() or not results_in_db):
             PeriodicTask.objects.filter(name=name).update(enabled=False)
-            return {"name": name, "runs": runs.count(), "result": json.loads(runs.first().result)}
+            return {"name": name, "runs": runs.count(), "result": widget.name}
         time.sleep(0.2)
     raise SystemExit(f"periodic task {name!r} did not run within {DEMO_TIMEOUT} s")
+
+
+def spread():
+    """Short tasks and long ones at once: which worker ran each, and did every one succeed?"""
+    from demoapp.tasks import add, long_task
+    from django_celery_results.models import TaskResult
+
+    results = [add.delay(i, i) for i in range(40)] + [long_task.delay(3, 0.1) for _ in range(4)]
+    for result in results:
+        result.get(timeout=DEMO_TIMEOUT, interval=0.05)
+    rows = TaskResult.objects.filter(task_id__in=[r.id for r in results])
+    workers = {}
+    for row in rows:
+        workers.setdefault(row.task_name, []).append(row.worker.partition("@")[0])
+    succeeded = sum(row.status == "SUCCESS" for row in rows)
+    return {"sent": len(results), "succeeded": succeeded, "workers": workers}
 
 
 def main():
     slug, command = sys.argv[1:3]
     setup(slug)
-    print(json.dumps({"demo": demo, "periodic": periodic}[command]()))
+    print(json.dumps({"demo": demo, "periodic": periodic, "spread": spread}[command]()))
 
 
 if __name__ == "__main__":

@@ -147,7 +147,10 @@ class Project:
         return worker
 
     def start_beat(self):
-        beat = self.start("beat", "beat", "-l", "info", "--pidfile", self.path / "beat.pid")
+        # Look for schedule changes every second, not every 5: tests add periodic tasks.
+        beat = self.start(
+            "beat", "beat", "-l", "info", "--pidfile", self.path / "beat.pid", "--max-interval", "1"
+        )
         beat.wait_for("beat: Starting...")
         return beat
 

@@ -30,7 +30,7 @@ def test_default_project_end_to_end(tmp_path):
 
     assert "pong" in outcome["ping"]
     assert outcome["periodic"]["runs"] >= 1
-    assert outcome["periodic"]["result"] == 42
+    assert outcome["periodic"]["result"] == "renamed by beat"
 
     # Every process the scenario started is gone.
     assert [p.name for p in project.processes] == ["worker", "beat"]

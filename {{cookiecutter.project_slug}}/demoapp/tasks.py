@@ -6,6 +6,8 @@ app does not import the project's Celery app. Every task here is idempotent:
 with late acknowledgement a task may run again after a worker dies.
 """
 
+import time
+
 from celery import shared_task
 
 from .models import Widget
@@ -45,3 +47,15 @@ def rename_widget(widget_id, name):
     widget.name = name
     widget.save(update_fields=["name"])
     return widget.name
+
+
+@shared_task(bind=True)
+def long_task(self, steps=10, seconds_per_step=1.0):
+    """Work through `steps` steps, reporting progress after each.
+
+    Routed to the "long" queue (CELERY_TASK_ROUTES). Idempotent: it has no side effects.
+    """
+    for step in range(1, steps + 1):
+        time.sleep(seconds_per_step)
+        self.update_state(state="PROGRESS", meta={"current": step, "total": steps})
+    return {"current": steps, "total": steps}

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -156,17 +157,20 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 
-# Security: HTTPS-only cookies and redirects unless DEBUG is on.
+# Security: HTTPS only, unless DEBUG is on or HTTPS=false (a site with no TLS
+# in front, such as compose.yaml on 127.0.0.1).
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
+HTTPS = env.bool("HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# Browsers remember to use HTTPS for this long; start low, raise once sure.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 # Behind a proxy that terminates TLS, trust its X-Forwarded-Proto header.
-if env.bool("SECURE_PROXY_SSL", default=False):
+if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 
@@ -224,6 +228,17 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_BACKEND = "django-cache"
 CELERY_CACHE_BACKEND = "default"
 {%- endif %}
+# Two queues, both consumed by a plain `celery worker`: to keep slow tasks
+# from delaying quick ones, run `worker --queues celery` and `worker --queues long`
+# on separate machines.
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("long")]
+{%- if cookiecutter.include_demoapp == "y" %}
+CELERY_TASK_ROUTES = {"demoapp.tasks.long_task": {"queue": "long"}}
+{%- else %}
+# Send a task there with {"app.tasks.name": {"queue": "long"}}.
+CELERY_TASK_ROUTES = {}
+{%- endif %}
+
 # Store each task's name, arguments and worker with its result.
 CELERY_RESULT_EXTENDED = True
 # Results older than this are deleted daily by beat's celery.backend_cleanup.
