@@ -74,6 +74,9 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "{{ cookiecutter.project_slug }}.wsgi.application"
 
+# Pages that need a login send visitors to the admin's login form.
+LOGIN_URL = "admin:login"
+
 
 # Database: DATABASE_URL, e.g. sqlite:///db.sqlite3, postgres://user:pass@host/db,
 # mysql://user:pass@host/db

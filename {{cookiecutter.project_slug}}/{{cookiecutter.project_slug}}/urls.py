@@ -5,8 +5,11 @@ https://docs.djangoproject.com/en/5.2/topics/http/urls/
 """
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import {% if cookiecutter.include_demoapp == "y" %}include, {% endif %}path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+{%- if cookiecutter.include_demoapp == "y" %}
+    path("", include("demoapp.urls")),
+{%- endif %}
 ]
