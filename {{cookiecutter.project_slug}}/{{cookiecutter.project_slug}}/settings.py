@@ -191,6 +191,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 
+# Options for the transport the broker URL names; BROKER_TRANSPORT_OPTIONS (JSON)
+# overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
 _broker_scheme = CELERY_BROKER_URL.partition("://")[0]
 if _broker_scheme == "filesystem":
     # The embedded broker: messages are files in one folder that every
@@ -198,7 +200,7 @@ if _broker_scheme == "filesystem":
     BROKER_DIR = BASE_DIR / env.str("BROKER_DIR", default=".broker")
     (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
     (BROKER_DIR / "control").mkdir(exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    _transport_options = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         # Fanout exchanges (celery inspect, remote control) live here.
@@ -208,16 +210,29 @@ if _broker_scheme == "filesystem":
         "polling_interval": 0.1,
     }
 elif _broker_scheme in ("redis", "rediss"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    _transport_options = {
         # Redis hands an unacknowledged task to another worker after this long:
         # it must outlast the longest task, or long tasks run twice.
         "visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT,
     }
 elif _broker_scheme in ("amqp", "amqps", "pyamqp"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    _transport_options = {
         # Wait for RabbitMQ to confirm each publish, so none is silently dropped.
         "confirm_publish": True,
     }
+else:
+    _transport_options = {}
+CELERY_BROKER_TRANSPORT_OPTIONS = _transport_options | env.json(
+    "BROKER_TRANSPORT_OPTIONS", default={}
+)
+# Keep retrying a publish for about half a minute while the broker is away
+# (a restart), instead of failing the request after Celery's default 0.6 s.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 10,
+    "interval_start": 0,
+    "interval_step": 1,
+    "interval_max": 5,
+}
 
 {%- if cookiecutter.result_backend == "django-db" %}
 
