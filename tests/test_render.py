@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from project import make_venv, run
+from test_settings import PRODUCTION
 
 OPTIONS = {
     "broker": ["filesystem", "redis", "rabbitmq"],
@@ -97,6 +98,9 @@ def test_render(bake, database_url, answers):
     if answers["result_backend"] == "django-cache":
         project.manage("createcachetable")
     project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+    project.env |= PRODUCTION
+    project.manage("check", "--deploy", "--fail-level", "WARNING")
 
 
 def test_each_render_has_its_own_secret_key(bake):

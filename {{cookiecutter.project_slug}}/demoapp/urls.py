@@ -1,3 +1,11 @@
+from django.urls import path
+
+from . import views
+
 app_name = "demoapp"
 
-urlpatterns = []
+urlpatterns = [
+    path("tasks/", views.dashboard, name="tasks"),
+    path("tasks/start/", views.start_task, name="start_task"),
+    path("tasks/<str:task_id>/status/", views.task_status, name="task_status"),
+]

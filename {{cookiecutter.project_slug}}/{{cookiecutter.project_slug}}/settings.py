@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +24,9 @@ environ.Env.read_env(BASE_DIR / ".env")
 SECRET_KEY = env.str("SECRET_KEY")
 
 DEBUG = env.bool("DEBUG", default=False)
+
+if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured("SECRET_KEY must be 50 or more random characters when DEBUG is off")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 
@@ -83,6 +87,12 @@ LOGIN_URL = "admin:login"
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases
 
 DATABASES = {"default": env.db("DATABASE_URL")}
+if DATABASES["default"].get("ENGINE") not in (
+    "django.db.backends.sqlite3",
+    "django.db.backends.postgresql",
+    "django.db.backends.mysql",
+):
+    raise ImproperlyConfigured("DATABASE_URL must be a sqlite:///, postgres:// or mysql:// URL")
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A relative file name is relative to this project, not to the current directory.
@@ -183,6 +193,10 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
 
 # filesystem:// (no server), redis://host:6379/0 or amqp://user:pass@host:5672//
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+_broker_scheme = CELERY_BROKER_URL.partition("://")[0]
+_BROKER_SCHEMES = ("filesystem", "memory", "redis", "rediss", "amqp", "amqps", "pyamqp")
+if "://" not in CELERY_BROKER_URL or _broker_scheme not in _BROKER_SCHEMES:
+    raise ImproperlyConfigured("CELERY_BROKER_URL must be a filesystem://, redis:// or amqp:// URL")
 # A worker started before its broker waits for it instead of exiting.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -193,7 +207,6 @@ CELERY_TASK_TIME_LIMIT = 300
 
 # Options for the transport the broker URL names; BROKER_TRANSPORT_OPTIONS (JSON)
 # overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
-_broker_scheme = CELERY_BROKER_URL.partition("://")[0]
 if _broker_scheme == "filesystem":
     # The embedded broker: messages are files in one folder that every
     # worker, beat and web process on this machine shares.

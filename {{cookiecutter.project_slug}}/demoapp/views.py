@@ -1,0 +1,164 @@
+"""
+A dashboard for the demo tasks: start them, follow their state, list recent results.
+"""
+
+import uuid
+
+from celery import states
+from celery.backends.base import KeyValueStoreBackend
+from celery.result import AsyncResult
+from django import forms
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import F
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+{%- if cookiecutter.use_celery_beat == "y" %}
+from django_celery_beat.models import PeriodicTask
+{%- endif %}
+from django_celery_results.models import TaskResult
+from kombu.exceptions import OperationalError
+
+from . import tasks
+from .models import Widget
+
+RECENT_RESULTS = 20
+
+
+class NumbersField(forms.CharField):
+    """Whole numbers separated by commas or spaces, e.g. "1, 2, 3"."""
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        try:
+            return [int(number) for number in text.replace(",", " ").split()]
+        except ValueError:
+            raise ValidationError("Enter whole numbers separated by commas.") from None
+
+
+# Each form's fields are its task's keyword arguments.
+class TwoNumbersForm(forms.Form):
+    x = forms.IntegerField(initial=2)
+    y = forms.IntegerField(initial=3)
+
+
+class NumbersForm(forms.Form):
+    numbers = NumbersField(initial="1, 2, 3, 4")
+
+
+class RenameWidgetForm(forms.Form):
+    # Any id is accepted: a missing widget makes the task fail, which the page shows.
+    widget_id = forms.IntegerField(min_value=1, initial=1, label="Widget id")
+    name = forms.CharField(max_length=Widget._meta.get_field("name").max_length, initial="renamed")
+
+
+class LongTaskForm(forms.Form):
+    # One second a step: 120 steps stay within CELERY_TASK_SOFT_TIME_LIMIT.
+    steps = forms.IntegerField(min_value=1, max_value=120, initial=10)
+
+
+# The tasks this page starts, by the name the start form posts.
+TASKS = {
+    "add": (tasks.add, TwoNumbersForm),
+    "mul": (tasks.mul, TwoNumbersForm),
+    "xsum": (tasks.xsum, NumbersForm),
+    "count_widgets": (tasks.count_widgets, forms.Form),
+    "rename_widget": (tasks.rename_widget, RenameWidgetForm),
+    "long_task": (tasks.long_task, LongTaskForm),
+}
+
+
+def bad_request(errors):
+    """A 400 answer whose message names each field that is wrong."""
+    message = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
+    return JsonResponse({"error": message, "fields": errors}, status=400)
+
+
+@login_required
+def dashboard(request):
+    context = {}
+    if request.user.is_staff:
+        context["forms"] = {
+            name: form_class(auto_id=f"{name}_%s") for name, (_, form_class) in TASKS.items()
+        }
+    # Only the django-db backend keeps rows that can be listed.
+    if settings.CELERY_RESULT_BACKEND == "django-db":
+        context["results"] = TaskResult.objects.annotate(
+            runtime=F("date_done") - F("date_created")
+        ).order_by("-date_done")[:RECENT_RESULTS]
+    context["ready_states"] = states.READY_STATES
+{%- if cookiecutter.use_celery_beat == "y" %}
+    context["periodic_tasks"] = PeriodicTask.objects.select_related(
+        "interval", "crontab", "solar", "clocked"
+    ).order_by("name")
+{%- endif %}
+    return render(request, "demoapp/tasks.html", context)
+
+
+@login_required
+@require_POST
+def start_task(request):
+    if not request.user.is_staff:
+        return JsonResponse({"error": "Starting tasks needs a staff account."}, status=403)
+    name = request.POST.get("task", "")
+    if name not in TASKS:
+        return bad_request({"task": [f"Unknown task {name!r}; one of {', '.join(TASKS)}."]})
+    task, form_class = TASKS[name]
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return bad_request({field: list(texts) for field, texts in form.errors.items()})
+    try:
+        result = task.delay(**form.cleaned_data)
+    except OperationalError as exc:
+        return JsonResponse({"error": f"The broker cannot be reached: {exc}"}, status=503)
+    return JsonResponse(
+        {
+            "id": result.id,
+            "task": name,
+            "kwargs": form.cleaned_data,
+            "status_url": reverse("demoapp:task_status", args=[result.id]),
+        },
+        status=202,
+    )
+
+
+def is_known(result):
+    """Whether the result backend holds a state for this task.
+
+    Celery answers PENDING for an id it never saw as well as for a task still in
+    the queue: a task is known once a worker has started it.
+    """
+    backend = result.backend
+    if isinstance(backend, KeyValueStoreBackend):  # django-cache
+        return backend.get(backend.get_key_for_task(result.id)) is not None
+    return TaskResult.objects.filter(task_id=result.id).exists()
+
+
+@login_required
+@require_GET
+def task_status(request, task_id):
+    try:
+        task_id = str(uuid.UUID(task_id))
+    except ValueError:
+        return bad_request({"id": [f"{task_id!r} is not a task id (a UUID)."]})
+    result = AsyncResult(task_id)
+    state = result.state
+    progress = None
+    if state == "PROGRESS" and isinstance(info := result.info, dict):
+        progress = {"current": info.get("current"), "total": info.get("total")}
+    error = None
+    if state in states.PROPAGATE_STATES:
+        error = f"{type(result.result).__name__}: {result.result}"
+    return JsonResponse(
+        {
+            "id": task_id,
+            "state": state,
+            "known": state != states.PENDING or is_known(result),
+            "progress": progress,
+            "result": result.result if state == states.SUCCESS else None,
+            "error": error,
+        }
+    )
