@@ -14,7 +14,12 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 OPTIONAL = {
     "include_demoapp": ["demoapp"],
     "use_flower": ["flowerconfig.py"],
-    "use_celery_beat": ["deploy/systemd/celery-beat.service"],
+    "use_celery_beat": [
+        "deploy/systemd/celery-beat.service",
+        "{{ cookiecutter.project_slug }}/admin.py",
+        "{{ cookiecutter.project_slug }}/migrations",
+        "tests/test_beat_admin.py",
+    ],
 }
 
 

@@ -5,6 +5,7 @@ Run with the project's interpreter, from the project's folder:
     python /path/to/drive.py SLUG demo       # send the demo tasks, print their stored results
     python /path/to/drive.py SLUG periodic   # schedule a periodic task, wait until beat ran it
     python /path/to/drive.py SLUG spread     # short and long tasks: which worker ran each
+    python /path/to/drive.py SLUG counter    # 2000 tasks incrementing one row
 
 Each command prints one JSON document on stdout. It only uses what the
 generated project installs, so it also proves the project's dependencies.
@@ -119,10 +120,38 @@ def spread():
     return {"sent": len(results), "succeeded": succeeded, "workers": workers}
 
 
+def counter():
+    """2000 read-modify-write tasks on one row: how many failed, and the final count."""
+    from demoapp.models import Counter
+    from demoapp.tasks import increment_counter
+    from django_celery_results.models import TaskResult
+
+    name = f"counter {uuid.uuid4().hex[:8]}"
+    ids = [increment_counter.delay(name).id for _ in range(2000)]
+    deadline = time.monotonic() + 10 * DEMO_TIMEOUT
+    while time.monotonic() < deadline:
+        rows = TaskResult.objects.filter(task_id__in=ids, status__in=["SUCCESS", "FAILURE"])
+        if rows.count() == len(ids):
+            break
+        time.sleep(0.5)
+    failures = list(rows.filter(status="FAILURE").values_list("result", flat=True))
+    return {
+        "sent": len(ids),
+        "succeeded": rows.filter(status="SUCCESS").count(),
+        "locked": sum("database is locked" in failure for failure in failures),
+        "failures": failures[:5],
+        "value": Counter.objects.get(name=name).value,
+    }
+
+
 def main():
     slug, command = sys.argv[1:3]
     setup(slug)
-    print(json.dumps({"demo": demo, "periodic": periodic, "spread": spread}[command]()))
+    print(
+        json.dumps(
+            {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter}[command]()
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,3 +39,13 @@ def test_default_project_end_to_end(tmp_path):
     for log in ("worker.log", "beat.log"):
         assert "Traceback" not in (project.path / log).read_text(), log
     assert not os.path.exists(project.path / "beat.pid")
+
+
+def test_sqlite_takes_2000_concurrent_read_modify_writes(bake):
+    project = bake()  # SQLite and the embedded broker
+    project.manage("migrate", "--no-input")
+    project.start_worker("worker", "--concurrency", "2")
+    outcome = project.drive("counter", timeout=900)
+    assert outcome["locked"] == 0, outcome["failures"]
+    assert outcome["succeeded"] == outcome["sent"] == 2000, outcome["failures"]
+    assert outcome["value"] == 2000

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django_celery_results",
 {%- if cookiecutter.use_celery_beat == "y" %}
     "django_celery_beat",
+    # For its admin.py: who may start periodic tasks by hand.
+    "{{ cookiecutter.project_slug }}",
 {%- endif %}
 {%- if cookiecutter.include_demoapp == "y" %}
     "demoapp",

@@ -3,8 +3,18 @@ import pytest
 from django_celery_results.models import TaskResult
 {%- endif %}
 
-from demoapp.models import Widget
-from demoapp.tasks import add, count_widgets, mul, rename_widget, xsum
+from demoapp.models import Counter, Widget
+from demoapp.tasks import (
+    add,
+    count_widgets,
+    increment_counter,
+    mul,
+    rename_widget,
+{%- if cookiecutter.result_backend == "django-db" %}
+    sign_widget,
+{%- endif %}
+    xsum,
+)
 
 # The worker runs in a thread with its own database connection: the test's
 # rows must be committed for it to see them.
@@ -45,3 +55,39 @@ def test_rename_missing_widget_fails_and_worker_goes_on(celery_session_worker):
         result.get(timeout=10)
     assert result.state == "FAILURE"
     assert add.delay(1, 1).get(timeout=10) == 2
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "error"),
+    [
+        (add, (1, "2"), "expected a number, got '2'"),
+        (mul, (None, 2), "expected a number, got None"),
+        (xsum, ("1, 2",), "expected a list of numbers, got str"),
+        (xsum, ([1] * 10_001,), "expected at most 10000 numbers, got 10001"),
+    ],
+)
+def test_bad_arguments_fail_clearly(celery_session_worker, task, args, error):
+    result = task.delay(*args)
+    with pytest.raises(Exception, match=error):
+        result.get(timeout=10)
+    assert result.state == "FAILURE"
+    assert add.delay(2, 2).get(timeout=10) == 4  # the worker goes on
+
+
+def test_increment_counter(celery_session_worker):
+    results = [increment_counter.delay("hits") for _ in range(20)]
+    assert sorted(result.get(timeout=10) for result in results) == list(range(1, 21))
+    assert Counter.objects.get(name="hits").value == 20
+
+{%- if cookiecutter.result_backend == "django-db" %}
+
+
+def test_sign_widget_keeps_its_key_out_of_the_stored_result(celery_session_worker):
+    widget = Widget.objects.create(name="signed")
+    key = "not-for-the-results-table"
+    result = sign_widget.apply_async((widget.pk, key), argsrepr=f"({widget.pk}, '<key>')")
+    assert len(result.get(timeout=10)) == 64
+    stored = TaskResult.objects.get(task_id=result.id)
+    assert key not in stored.task_args
+    assert "<key>" in stored.task_args
+{%- endif %}
