@@ -147,11 +147,8 @@ def counter():
 def main():
     slug, command = sys.argv[1:3]
     setup(slug)
-    print(
-        json.dumps(
-            {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter}[command]()
-        )
-    )
+    commands = {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter}
+    print(json.dumps(commands[command]()))
 
 
 if __name__ == "__main__":
