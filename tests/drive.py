@@ -99,7 +99,9 @@ def periodic():
         runs = TaskResult.objects.filter(periodic_task_name=name, status="SUCCESS")
         if widget.name != "before" and (runs.exists() or not results_in_db):
             PeriodicTask.objects.filter(name=name).update(enabled=False)
-            return {"name": name, "runs": runs.count(), "result": widget.name}
+            # Beat schedules the deletion of expired results (CELERY_RESULT_EXPIRES) itself.
+            cleanup = PeriodicTask.objects.filter(task="celery.backend_cleanup").exists()
+            return {"name": name, "runs": runs.count(), "result": widget.name, "cleanup": cleanup}
         time.sleep(0.2)
     raise SystemExit(f"periodic task {name!r} did not run within {DEMO_TIMEOUT} s")
 

@@ -31,6 +31,7 @@ def test_default_project_end_to_end(tmp_path):
     assert "pong" in outcome["ping"]
     assert outcome["periodic"]["runs"] >= 1
     assert outcome["periodic"]["result"] == "renamed by beat"
+    assert outcome["periodic"]["cleanup"]
 
     # Every process the scenario started is gone.
     assert [p.name for p in project.processes] == ["worker", "beat"]
