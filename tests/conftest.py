@@ -63,13 +63,25 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def database_url(server):
-    """database_url(kind): a new database of that kind, as DATABASE_URL."""
+def database_url(request):
+    """database_url(kind): a new database of that kind, as DATABASE_URL.
+
+    A test that asks for a server's database must be marked `servers`."""
 
     def url(kind):
         if kind == "sqlite":
             return "sqlite:///db.sqlite3"
+        server = request.getfixturevalue("server")
         kind = {"mysql": "mariadb"}.get(kind, kind)
         return servers.create_database(server(kind), f"db_{uuid.uuid4().hex[:12]}")
 
     return url
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that use a real server are marked `servers`, and run in one xdist group,
+    so that each server starts once per session even when tests run in parallel."""
+    for item in items:
+        if "server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("servers"):
+            item.add_marker(pytest.mark.servers)
+            item.add_marker(pytest.mark.xdist_group("servers"))

@@ -76,7 +76,16 @@ def check_text(project):
             assert "\n\n\n" not in text, f"{where} has two blank lines in a row"
 
 
-@pytest.mark.parametrize("answers", MATRIX, ids=[row.replace(" ", "-") for row in ROWS])
+@pytest.mark.parametrize(
+    "answers",
+    [
+        pytest.param(
+            answers, marks=[pytest.mark.servers] if answers["database"] != "sqlite" else []
+        )
+        for answers in MATRIX
+    ],
+    ids=[row.replace(" ", "-") for row in ROWS],
+)
 def test_render(bake, database_url, answers):
     project = bake(**answers)
     root = project.path
