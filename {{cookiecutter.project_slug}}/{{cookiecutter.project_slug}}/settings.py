@@ -249,6 +249,17 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 5,
 }
 
+# Two queues, both consumed by a plain `celery worker`: to keep slow tasks
+# from delaying quick ones, run `worker --queues celery` and `worker --queues long`
+# on separate machines.
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("long")]
+{%- if cookiecutter.include_demoapp == "y" %}
+CELERY_TASK_ROUTES = {"demoapp.tasks.long_task": {"queue": "long"}}
+{%- else %}
+# Send a task there with {"app.tasks.name": {"queue": "long"}}.
+CELERY_TASK_ROUTES = {}
+{%- endif %}
+
 {%- if cookiecutter.result_backend == "django-db" %}
 
 # Results are rows of django-celery-results' TaskResult: they survive restarts
@@ -261,17 +272,6 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_BACKEND = "django-cache"
 CELERY_CACHE_BACKEND = "default"
 {%- endif %}
-# Two queues, both consumed by a plain `celery worker`: to keep slow tasks
-# from delaying quick ones, run `worker --queues celery` and `worker --queues long`
-# on separate machines.
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("long")]
-{%- if cookiecutter.include_demoapp == "y" %}
-CELERY_TASK_ROUTES = {"demoapp.tasks.long_task": {"queue": "long"}}
-{%- else %}
-# Send a task there with {"app.tasks.name": {"queue": "long"}}.
-CELERY_TASK_ROUTES = {}
-{%- endif %}
-
 # Store each task's name, arguments and worker with its result.
 CELERY_RESULT_EXTENDED = True
 # Results older than this are deleted daily by beat's celery.backend_cleanup.
@@ -285,6 +285,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 
+# Crontab schedules and ETAs are in the site's time zone.
 CELERY_TIMEZONE = TIME_ZONE
 
 # Acknowledge a task after it ran, and requeue it if its process dies, so a
