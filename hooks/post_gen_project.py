@@ -12,7 +12,7 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Files that belong to one option only, removed when it is not chosen.
 OPTIONAL = {
-    "include_demoapp": ["demoapp"],
+    "include_demoapp": ["demoapp", "docs"],
     "use_flower": ["flowerconfig.py"],
     "use_celery_beat": [
         "deploy/systemd/celery-beat.service",

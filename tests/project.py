@@ -154,6 +154,23 @@ class Project:
         beat.wait_for("beat: Starting...")
         return beat
 
+    def start_web(self, port):
+        """Start `manage.py runserver` on 127.0.0.1:PORT in the background, as `web`."""
+        log = self.path / "web.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                [str(self.python), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+                cwd=self.path,
+                env=self.environ(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        web = Process("web", popen, log)
+        self.processes.append(web)
+        web.wait_for("Quit the server with")
+        return web
+
     def stop_all(self):
         for process in reversed(self.processes):
             process.stop()

@@ -68,7 +68,10 @@ def check_text(project):
     for path in text_files(project.path):
         text = path.read_text()
         where = path.relative_to(project.path)
-        for leftover in ("{{", "{%", "cookiecutter"):
+        # Django templates hold {{ and {% of their own: there, look for the raw blocks.
+        django_template = "templates" in where.parts
+        leftovers = ("{% raw", "{% endraw") if django_template else ("{{", "{%")
+        for leftover in (*leftovers, "cookiecutter"):
             assert leftover not in text, f"{where} holds {leftover!r}"
         assert not re.search(r"^[ \t]+$", text, re.M), f"{where} has a line of only spaces"
         assert text.endswith("\n") or not text, f"{where} lacks a final newline"

@@ -11,6 +11,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -34,12 +35,14 @@ class NumbersField(forms.CharField):
     def to_python(self, value):
         text = super().to_python(value)
         try:
-            return [int(number) for number in text.replace(",", " ").split()]
+            numbers = [int(number) for number in text.replace(",", " ").split()]
         except ValueError:
             raise ValidationError("Enter whole numbers separated by commas.") from None
+        if len(numbers) > tasks.MAX_NUMBERS:
+            raise ValidationError(f"Enter at most {tasks.MAX_NUMBERS} numbers.")
+        return numbers
 
 
-# Each form's fields are its task's keyword arguments.
 class TwoNumbersForm(forms.Form):
     x = forms.IntegerField(initial=2)
     y = forms.IntegerField(initial=3)
@@ -60,7 +63,8 @@ class LongTaskForm(forms.Form):
     steps = forms.IntegerField(min_value=1, max_value=120, initial=10)
 
 
-# The tasks this page starts, by the name the start form posts.
+# The tasks this page starts, by the name the start form posts. Each form's
+# fields are its task's keyword arguments.
 TASKS = {
     "add": (tasks.add, TwoNumbersForm),
     "mul": (tasks.mul, TwoNumbersForm),
@@ -162,3 +166,25 @@ def task_status(request, task_id):
             "error": error,
         }
     )
+
+
+class WidgetForm(forms.Form):
+    name = forms.CharField(max_length=Widget._meta.get_field("name").max_length)
+
+
+@login_required
+@require_POST
+def create_widget(request):
+    """Create a widget; a task then tidies its name (collapses runs of spaces)."""
+    if not request.user.is_staff:
+        return JsonResponse({"error": "Creating widgets needs a staff account."}, status=403)
+    form = WidgetForm(request.POST)
+    if not form.is_valid():
+        return bad_request({field: list(texts) for field, texts in form.errors.items()})
+    name = form.cleaned_data["name"]
+    with transaction.atomic():
+        widget = Widget.objects.create(name=name)
+        # Sent once the row is committed, and never if it is rolled back: a task
+        # sent now could reach a worker before the widget exists for it.
+        tasks.rename_widget.delay_on_commit(widget.pk, " ".join(name.split()))
+    return JsonResponse({"id": widget.pk, "name": widget.name}, status=201)

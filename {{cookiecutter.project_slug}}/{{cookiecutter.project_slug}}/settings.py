@@ -304,4 +304,6 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 
 # Periodic tasks are rows edited in the admin, read by `celery beat`.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Save each periodic task's last run as it is sent, not every 3 minutes.
+CELERY_BEAT_SYNC_EVERY = 1
 {%- endif %}

@@ -25,7 +25,9 @@ function addRow(started) {
   const tbody = document.querySelector("#started tbody");
   tbody.querySelector(".empty")?.remove();
   const row = document.querySelector("#started-row").content.firstElementChild.cloneNode(true);
-  const args = Object.entries(started.kwargs).map(([key, value]) => `${key}=${JSON.stringify(value)}`);
+  const args = Object.entries(started.kwargs).map(
+    ([key, value]) => `${key}=${JSON.stringify(value)}`,
+  );
   row.querySelector(".task").textContent = `${started.task}(${args.join(", ")})`;
   const id = row.querySelector(".id");
   id.textContent = started.id.slice(0, 8);
@@ -53,12 +55,9 @@ function show(row, status) {
   }
 
   const outcome = row.querySelector(".outcome");
-  if (status.state === "SUCCESS") {
-    outcome.textContent = JSON.stringify(status.result);
-  } else if (status.error) {
-    outcome.textContent = status.error;
-    outcome.classList.add("error");
-  }
+  outcome.textContent =
+    status.state === "SUCCESS" ? JSON.stringify(status.result) : status.error || "";
+  outcome.classList.toggle("error", Boolean(status.error));
 }
 
 async function follow(row, statusUrl) {
