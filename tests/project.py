@@ -125,12 +125,12 @@ class Project:
     def drive(self, command, timeout=180):
         return json.loads(self.run(DRIVE, self.slug, command, timeout=timeout))
 
-    def start(self, name, *args):
-        """Start `celery -A slug ARGS` in the background, logging to a file in the project."""
+    def spawn(self, name, *args):
+        """Run `python ARGS` in the background, logging to NAME.log in the project."""
         log = self.path / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                [str(self.python), "-m", "celery", "-A", self.slug, *map(str, args)],
+                [str(self.python), *map(str, args)],
                 cwd=self.path,
                 env=self.environ(),
                 stdout=out,
@@ -140,6 +140,10 @@ class Project:
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
+
+    def start(self, name, *args):
+        """Start `celery -A slug ARGS` in the background."""
+        return self.spawn(name, "-m", "celery", "-A", self.slug, *args)
 
     def start_worker(self, name="worker", *args):
         worker = self.start(name, "worker", "-l", "info", "-n", f"{name}@%h", *args)
@@ -156,18 +160,7 @@ class Project:
 
     def start_web(self, port):
         """Start `manage.py runserver` on 127.0.0.1:PORT in the background, as `web`."""
-        log = self.path / "web.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                [str(self.python), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-                cwd=self.path,
-                env=self.environ(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        web = Process("web", popen, log)
-        self.processes.append(web)
+        web = self.spawn("web", "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload")
         web.wait_for("Quit the server with")
         return web
 

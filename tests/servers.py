@@ -42,7 +42,7 @@ def binary(name: str) -> str:
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -251,8 +251,8 @@ class _PostgreSQL(Server):
 
 @dataclass
 class _RabbitMQ(Server):
-    dist_port: int = field(default_factory=_free_port)  # Erlang distribution
-    epmd_port: int = field(default_factory=_free_port)  # our own Erlang port mapper
+    dist_port: int = field(default_factory=free_port)  # Erlang distribution
+    epmd_port: int = field(default_factory=free_port)  # our own Erlang port mapper
     log_name, pid_name = "log/rabbit@localhost.log", "rabbitmq.pid"
 
     def _env(self) -> dict:
@@ -330,7 +330,7 @@ class _MariaDB(Server):
 
 
 def _started(kind: type[Server], name: str, url: str, folder: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     server = kind(name, url.format(port=port), port, Path(folder).absolute())
     server.start()
     return server

@@ -11,12 +11,12 @@ temporary folder; to refresh the one the generated project ships, name it:
 import os
 import re
 import secrets
-import socket
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No GPU, no sandbox (root), and no traffic of its own: the page must work offline.
@@ -42,12 +42,6 @@ PeriodicTask.objects.create(
     name="count widgets", task="demoapp.tasks.count_widgets", interval=every
 )
 """
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 import base64
 import json
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 from demo import scenario
+from servers import free_port
 
 pytestmark = pytest.mark.servers
 
@@ -22,12 +22,6 @@ def check_scenario(outcome):
     assert "pong" in outcome["ping"]
     if "periodic" in outcome:
         assert outcome["periodic"]["result"] == "renamed by beat"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_get(url, credentials=None):
