@@ -79,18 +79,17 @@ class Process:
         )
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Stop the process and its children by process group (it leads its own)."""
+        """Stop the process (SIGTERM: Celery's warm shutdown), then whatever is left of
+        its process group (it leads its own): pool children, after a kill -9 of the parent."""
         if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
+            self.popen.send_signal(sig)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        # Pool children left behind by a kill -9 of the parent.
+                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(10)
 
 
 @dataclass

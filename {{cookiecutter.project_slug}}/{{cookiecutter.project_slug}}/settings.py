@@ -212,6 +212,7 @@ CELERY_TASK_TIME_LIMIT = 300
 if _broker_scheme == "filesystem":
     # The embedded broker: messages are files in one folder that every
     # worker, beat and web process on this machine shares.
+    CELERY_BROKER_TRANSPORT = "{{ cookiecutter.project_slug }}.broker:Transport"
     BROKER_DIR = BASE_DIR / env.str("BROKER_DIR", default=".broker")
     (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
     (BROKER_DIR / "control").mkdir(exist_ok=True)
@@ -229,6 +230,8 @@ elif _broker_scheme in ("redis", "rediss"):
         # Redis hands an unacknowledged task to another worker after this long:
         # it must outlast the longest task, or long tasks run twice.
         "visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT,
+        # Look for such tasks every 10 s, not every 100 s.
+        "unacked_restore_throttle": 1,
     }
 elif _broker_scheme in ("amqp", "amqps", "pyamqp"):
     _transport_options = {

@@ -1,0 +1,153 @@
+"""Send tasks and count their results, from inside a generated project (tests/test_faults.py).
+
+Run with the project's interpreter, from the project's folder:
+
+    python faults_drive.py SLUG send KIND COUNT IDS [PAUSE]   # KIND: slow or quick
+    python faults_drive.py SLUG victim IDS                    # a 2 s task: the PID running it
+    python faults_drive.py SLUG wait IDS [AT_LEAST] [--settle]
+    python faults_drive.py SLUG time-limit
+
+`send` appends each task id to the file IDS as soon as the broker took it, so a
+test can inject a fault part-way. `victim` sends one longer task to the "celery"
+queue (the batch is on "long") and prints the PID of the pool process running it,
+so a test kills a process that is surely busy. `wait` reads the TaskResult rows of
+the ids until AT_LEAST of them (default: all) succeeded; with --settle it also stops
+once no task is queued or held by a worker, since then no other one can complete.
+Each command prints one JSON document on stdout.
+"""
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+TIMEOUT = 120  # seconds any wait may take
+
+
+def setup(slug):
+    sys.path.insert(0, os.getcwd())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{slug}.settings")
+    import django
+
+    django.setup()
+
+
+def send(kind, count, ids, pause=0.0):
+    """Send `count` idempotent tasks: slow ones (~0.3 s) on the "long" queue, or quick adds."""
+    from demoapp.tasks import add, long_task
+
+    longest = 0.0
+    with open(ids, "a") as out:
+        for i in range(int(count)):
+            started = time.monotonic()
+            result = long_task.delay(3, 0.1) if kind == "slow" else add.delay(i, i)
+            longest = max(longest, time.monotonic() - started)
+            out.write(f"{result.id}\n")
+            out.flush()
+            time.sleep(float(pause))
+    # The longest single send shows how long a publish waited for the broker.
+    return {"sent": int(count), "longest_send": round(longest, 3)}
+
+
+def victim(ids):
+    """Send a 2 s task; once a pool process runs it, return that process's PID."""
+    from celery import current_app
+    from demoapp.tasks import long_task
+
+    result = long_task.apply_async((20, 0.1), queue="celery")
+    with open(ids, "a") as out:
+        out.write(f"{result.id}\n")
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        active = current_app.control.inspect(timeout=0.5, limit=1).active() or {}
+        for task in (task for tasks in active.values() for task in tasks):
+            if task["id"] == result.id:
+                return {"id": result.id, "pid": task["worker_pid"]}
+    raise SystemExit(f"task {result.id} did not start within {TIMEOUT} s")
+
+
+def states(ids):
+    """How many of the tasks are in each state; MISSING: no TaskResult row."""
+    from django_celery_results.models import TaskResult
+
+    rows = dict(TaskResult.objects.filter(task_id__in=ids).values_list("task_id", "status"))
+    return Counter(rows.get(task_id, "MISSING") for task_id in ids)
+
+
+def idle():
+    """True if no task is queued on the broker and no worker holds one."""
+    from celery import current_app
+
+    with current_app.connection_for_write() as connection:
+        for queue in current_app.conf.task_queues:
+            try:
+                declared = connection.default_channel.queue_declare(queue.name, passive=True)
+            except connection.channel_errors:  # Redis: an empty queue does not exist
+                continue
+            if declared.message_count:
+                return False
+    inspect = current_app.control.inspect(timeout=2, limit=1)  # one worker
+    replies = [inspect.active(), inspect.reserved()]
+    if None in replies:  # no worker answered: nothing is known
+        return False
+    return not any(tasks for reply in replies for tasks in reply.values())
+
+
+def wait(ids, *args):
+    with open(ids) as file:
+        ids = file.read().split()
+    settle = "--settle" in args
+    numbers = [int(arg) for arg in args if arg.isdigit()]
+    at_least = numbers[0] if numbers else len(ids)
+    deadline = time.monotonic() + TIMEOUT
+    settled = False
+    while True:
+        counts = states(ids)
+        if counts["SUCCESS"] >= at_least or time.monotonic() > deadline:
+            break
+        if settle and idle():
+            time.sleep(1)
+            if idle():  # twice, a second apart: nothing can change any more
+                counts, settled = states(ids), True
+                break
+        time.sleep(0.2)
+    return {
+        "sent": len(ids),
+        "done": counts["SUCCESS"],
+        "states": dict(counts),
+        "settled": settled,
+        "timed_out": counts["SUCCESS"] < at_least and not settled,
+    }
+
+
+def row(result):
+    """Wait for a task's final TaskResult row; return its status and stored result."""
+    from django_celery_results.models import TaskResult
+
+    deadline, found = time.monotonic() + TIMEOUT, None
+    while time.monotonic() < deadline:
+        found = TaskResult.objects.filter(task_id=result.id).first()
+        if found and found.status in ("SUCCESS", "FAILURE"):
+            return {"status": found.status, "result": json.loads(found.result)}
+        time.sleep(0.2)
+    return {"status": found.status if found else "MISSING", "result": None}
+
+
+def time_limit():
+    """A long task past a 1 s soft time limit, then a quick one on the same worker."""
+    from demoapp.tasks import add, long_task
+
+    slow = row(long_task.apply_async((20, 0.5), soft_time_limit=1))
+    return {"long_task": slow, "add": row(add.delay(2, 3))}
+
+
+def main():
+    slug, command, *args = sys.argv[1:]
+    setup(slug)
+    commands = {"send": send, "victim": victim, "wait": wait, "time-limit": time_limit}
+    print(json.dumps(commands[command](*args)))
+
+
+if __name__ == "__main__":
+    main()
