@@ -83,10 +83,8 @@ class Process:
         its process group (it leads its own): pool children, after a kill -9 of the parent."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
         self.popen.wait(10)
