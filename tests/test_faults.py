@@ -4,13 +4,11 @@ Each test sends idempotent tasks, injects one fault, then counts TaskResult rows
 that say SUCCESS: "N sent, N done, 0 lost". Figures and reasons: docs/reliability.md.
 """
 
-import contextlib
 import itertools
 import json
 import os
 import re
 import signal
-import subprocess
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -68,16 +66,6 @@ def deploy(bake, server, database_url):
     for worker in (p for project in projects for p in project.processes):
         if worker.popen.poll() not in (None, -signal.SIGKILL):  # it died by itself
             print(f"{worker.name} exited {worker.popen.returncode}:\n{worker.output()[-3000:]}")
-    # Stop workers as `docker stop` and systemd's KillMode=mixed do: SIGTERM to the
-    # main process only, which finishes running tasks and stops its pool (bake's
-    # teardown then finds them gone). SIGTERM to the whole process group kills the
-    # running tasks, and on the embedded broker a worker can take 30 s to exit.
-    workers = [p for project in projects for p in project.processes if p.popen.poll() is None]
-    for worker in workers:
-        os.kill(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.popen.wait(60)
 
 
 def start_worker(project):
