@@ -1,6 +1,8 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 # Set the default Django settings module for the 'celery' program.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.project_slug }}.settings")
@@ -17,3 +19,15 @@ app.autodiscover_tasks()
 @app.task(bind=True, ignore_result=True)
 def debug_task(self):
     print(f"Request: {self.request!r}")
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_database_connections(**kwargs):
+    """Drop database connections that are broken or older than CONN_MAX_AGE.
+
+    Django does this around each request. Celery's own fixup would instead close
+    every connection around each task, and pay for a new one each time, unless
+    CELERY_DB_REUSE_MAX is set (it is, in settings.py).
+    """
+    close_old_connections()
