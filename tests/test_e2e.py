@@ -1,6 +1,7 @@
 """The default project, end to end: a clean install, real worker and beat processes."""
 
 import os
+import subprocess
 
 from demo import generate, scenario
 
@@ -50,3 +51,13 @@ def test_sqlite_takes_2000_concurrent_read_modify_writes(bake):
     assert outcome["locked"] == 0, outcome["failures"]
     assert outcome["succeeded"] == outcome["sent"] == 2000, outcome["failures"]
     assert outcome["value"] == 2000
+
+
+def test_beat_starts_over_a_stale_pidfile(bake):
+    project = bake()
+    project.manage("migrate", "--no-input")
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    (project.path / "beat.pid").write_text(f"{finished.pid}\n")  # left by a killed beat
+    project.start_beat()
+    assert "Starting..." in project.processes[-1].output()

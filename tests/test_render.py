@@ -99,6 +99,7 @@ def test_render(bake, database_url, answers):
     env = (root / ".env").read_text()
     assert re.search(r"^SECRET_KEY=\S{50,}$", env, re.M)
     assert stat.S_IMODE((root / ".env").stat().st_mode) == 0o600
+    assert ".env" in (root / ".gitignore").read_text().splitlines()  # secrets stay local
 
     run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=root)
     run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=root)
