@@ -106,6 +106,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests run a worker thread beside the test: Django's default in-memory test
+    # database fails them with "table is locked" where a file makes them wait.
+    DATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test.sqlite3"}
 else:
     # Reuse connections for a minute, and check them before reuse so a
     # restarted database server costs no failed request or task.
