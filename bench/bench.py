@@ -1,0 +1,601 @@
+"""Benchmark projects generated from this template, on this machine: `bench/run --help`.
+
+Generates a project with the default answers (and one with result_backend=django-cache),
+installs their dependencies with uv, starts real Redis, PostgreSQL and RabbitMQ servers
+(tests/servers.py) and, for each variant below, a real worker (tests/project.py);
+bench/inproject.py sends the tasks from inside the project's environment. Every figure is
+the median of --repeat runs. Writes results.json, results.md and chart.png to --out.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+import report  # noqa: E402
+import servers  # noqa: E402
+from cookiecutter.main import cookiecutter  # noqa: E402
+from project import TEMPLATE, Project, make_venv, run  # noqa: E402
+
+INPROJECT = BENCH / "inproject.py"
+PY_SPY = Path(sys.executable).with_name("py-spy")  # installed by bench/requirements.txt
+
+# Changes to the generated settings, applied by bench_settings.py.
+# The defaults before commit 867b2bf: with CELERY_DB_REUSE_MAX unset, Celery's Django fixup
+# closes every database connection before and after each task; kombu's own filesystem
+# transport sleeps a whole polling interval whenever the worker holds its prefetch limit.
+PREVIOUS = {"-CELERY_DB_REUSE_MAX": None}
+PREVIOUS_EMBEDDED = PREVIOUS | {"CELERY_BROKER_TRANSPORT": "filesystem"}
+# cookiecutter-django's Celery settings (config/settings/base.py); everything else is
+# Celery's default. Broker and results come from CELERY_BROKER_URL and CELERY_RESULT_BACKEND.
+COOKIECUTTER_DJANGO = {
+    "-CELERY_": None,
+    "CELERY_TIMEZONE": "UTC",
+    "CELERY_RESULT_EXTENDED": True,
+    "CELERY_RESULT_BACKEND_ALWAYS_RETRY": True,
+    "CELERY_RESULT_BACKEND_MAX_RETRIES": 10,
+    "CELERY_ACCEPT_CONTENT": ["json"],
+    "CELERY_TASK_SERIALIZER": "json",
+    "CELERY_RESULT_SERIALIZER": "json",
+    "CELERY_TASK_TIME_LIMIT": 300,
+    "CELERY_TASK_SOFT_TIME_LIMIT": 60,
+    "CELERY_WORKER_SEND_TASK_EVENTS": True,
+    "CELERY_TASK_SEND_SENT_EVENT": True,
+}
+# Django's database cache deletes a third of its entries once it holds MAX_ENTRIES (300 by
+# default): results not yet read would go. The django-cache rows raise it; cache_check()
+# measures the generated setting.
+KEEP_CACHED = {"CACHES.default.OPTIONS.MAX_ENTRIES": 10**6}
+EARLY_ACK = {"CELERY_TASK_ACKS_LATE": False, "CELERY_TASK_REJECT_ON_WORKER_LOST": False}
+POLL = "CELERY_BROKER_TRANSPORT_OPTIONS.polling_interval"
+
+
+@dataclass
+class Variant:
+    key: str  # short name: logs, results.json, --only
+    label: str
+    broker: str  # filesystem, redis, rabbitmq
+    results: str  # django-db, django-cache, redis
+    database: str = "sqlite"  # sqlite, postgresql
+    settings: dict = field(default_factory=dict)  # on top of the generated ones
+    group: str = "matrix"  # matrix, side, candidate
+    idle: bool = False  # also measure the idle worker's CPU
+    restart: bool = False  # also restart PostgreSQL under it: are results still stored?
+
+
+def variants():
+    matrix = [
+        Variant(f"{broker}-{results.removeprefix('django-')}-{database}",
+                f"{broker} + {results}, {name}", broker, results, database, settings)
+        for broker in ("filesystem", "redis", "rabbitmq")
+        for results, database, name, settings in (
+            ("django-db", "sqlite", "SQLite", {}),
+            ("django-db", "postgresql", "PostgreSQL", {}),
+            ("django-cache", "sqlite", "SQLite, MAX_ENTRIES 10⁶", KEEP_CACHED),
+        )
+    ]  # fmt: skip
+    embedded, redis_pg = matrix[0], matrix[4]
+    embedded.idle = redis_pg.restart = True
+    side = [
+        Variant("a-bare", "(a) bare Celery: Redis + Redis results", "redis", "redis", "",
+                group="side"),
+        Variant("c-cookiecutter-django", "(c) cookiecutter-django's settings: Redis + Redis "
+                "results", "redis", "redis", "postgresql", COOKIECUTTER_DJANGO, group="side"),
+    ]  # fmt: skip
+
+    def on(base, key, label, settings):
+        return Variant(
+            f"{base.key}+{key}", f"{base.label}: {label}", base.broker, base.results,
+            base.database, settings, "candidate", idle=base.idle, restart=base.restart,
+        )  # fmt: skip
+
+    age = {"DATABASES.default.CONN_MAX_AGE": 60}  # SQLite's is 0: closed after each task
+    no_checks = {"DATABASES.default.CONN_HEALTH_CHECKS": False}
+    prefetch4 = {"CELERY_WORKER_PREFETCH_MULTIPLIER": 4}
+    candidates = [
+        on(redis_pg, "previous", "previous default, a new connection per task", PREVIOUS),
+        on(redis_pg, "nocheck", "no health checks", no_checks),
+        on(redis_pg, "pool", "psycopg pool",
+           {"DATABASES.default.CONN_MAX_AGE": 0, "DATABASES.default.OPTIONS.pool": True}),
+        on(redis_pg, "nostarted", "no STARTED state", {"CELERY_TASK_TRACK_STARTED": False}),
+        on(redis_pg, "nodebug", "DEBUG off", {"DEBUG": False}),
+        on(redis_pg, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
+        on(redis_pg, "early-ack", "early acks (trade-off)", EARLY_ACK),
+        on(embedded, "previous", "previous defaults, kombu's transport, a connection per task",
+           PREVIOUS_EMBEDDED),
+        on(embedded, "age60", "CONN_MAX_AGE 60", age),
+        on(embedded, "age60-poll50", "CONN_MAX_AGE 60, polling 0.05 s", age | {POLL: 0.05}),
+        on(embedded, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
+        on(embedded, "early-ack", "early acks (trade-off)", EARLY_ACK),
+    ]  # fmt: skip
+    return matrix + side + candidates
+
+
+# --- CPU time, from /proc ------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes():
+    """{pid: (ppid, its own CPU seconds, its waited-for children's CPU seconds)}."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            utime, stime, cutime, cstime = map(int, fields[11:15])
+            table[int(entry.name)] = (
+                int(fields[1]),
+                (utime + stime) / TICK,
+                (cutime + cstime) / TICK,
+            )
+    return table
+
+
+def cpu_seconds(trees, alone):
+    """CPU seconds used so far by each group of process trees ({name: [root pids]}) and by
+    each single process ({name: pid})."""
+    table = _processes()
+    children = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    totals = {name: (table[pid][1] if pid in table else 0.0) for name, pid in alone.items()}
+    for name, roots in trees.items():
+        seen, stack = set(), [pid for pid in roots if pid in table]
+        while stack:
+            pid = stack.pop()
+            if pid not in seen:
+                seen.add(pid)
+                stack += children.get(pid, [])
+        totals[name] = sum(table[pid][1] + table[pid][2] for pid in seen)
+    return totals
+
+
+def machine_busy_seconds():
+    """CPU seconds the whole machine has been busy, all cores together."""
+    user, nice, system, _idle, _iowait, *rest = map(
+        int, Path("/proc/stat").read_text().split()[1:11]
+    )
+    return (user + nice + system + sum(rest[:3])) / TICK
+
+
+def children_cpu():
+    """CPU seconds of this process's finished children (such as the in-project runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args, work):
+        self.args, self.work = args, work
+        self.servers, self.projects = {}, []
+
+    def setup(self):
+        """Two generated projects, one venv for both, the servers, the migrated databases."""
+        say("generating projects, installing their dependencies with uv")
+        self.db_path = generate(self.work / "db")
+        self.cache_path = generate(self.work / "cache", result_backend="django-cache")
+        (self.work / "bare").mkdir()
+        pyproject = self.db_path / "pyproject.toml"
+        extras = ["--extra", "redis", "--extra", "postgresql"]
+        # psycopg-pool: for the "pool" candidate only.
+        self.python = make_venv(
+            self.work / "venv", sys.executable, ["-r", pyproject, *extras, "psycopg-pool"]
+        )
+        say("starting Redis, PostgreSQL and RabbitMQ")
+        for kind in ("redis", "postgresql", "rabbitmq"):
+            self.servers[kind] = getattr(servers, kind)(self.work / kind)
+        self.pg_url = servers.create_database(self.servers["postgresql"], "bench")
+        for results, database in (
+            ("django-db", "sqlite"),
+            ("django-db", "postgresql"),
+            ("django-cache", "sqlite"),
+        ):
+            self.project(Variant("", "", "filesystem", results, database)).manage(
+                "migrate", "--no-input"
+            )
+        self.project(Variant("", "", "filesystem", "django-cache")).manage("createcachetable")
+
+    def project(self, v):
+        """The project that runs variant `v`, with the environment that selects it."""
+        env = {"PYTHONPATH": str(BENCH), "CELERY_BROKER_URL": self.broker_url(v.broker)}
+        if v.database == "postgresql":
+            env["DATABASE_URL"] = self.pg_url
+        if v.results == "redis":  # Celery reads it from the environment, over the settings
+            env["CELERY_RESULT_BACKEND"] = self.servers["redis"].url
+        if v.settings:
+            env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
+            env["BENCH_BASE_SETTINGS"] = "my_project.settings"
+            env["BENCH_SETTINGS"] = json.dumps(v.settings)
+        path = self.cache_path if v.results == "django-cache" else self.db_path
+        project = Project(self.work / "bare" if v.key == "a-bare" else path, self.python, env)
+        self.projects.append(project)
+        return project
+
+    def broker_url(self, broker):
+        return "filesystem://" if broker == "filesystem" else self.servers[broker].url
+
+    def inproject(self, project, *args):
+        return json.loads(project.run(INPROJECT, project.slug, *map(str, args), timeout=900))
+
+    def start_worker(self, v, project):
+        if v.broker == "filesystem":  # no messages left over from an earlier variant
+            shutil.rmtree(project.path / ".broker", ignore_errors=True)
+        return project.start_worker(f"worker-{v.key}")
+
+    def server_pids(self, v):
+        pids = {"database": [], "broker": []}
+        if v.database == "postgresql" and v.results == "django-db":
+            pids["database"].append(self.servers["postgresql"]._pid())
+        for kind in {v.broker, v.results} & {"redis", "rabbitmq"}:
+            pids["broker"].append(self.servers[kind]._pid())
+        return pids
+
+    def measure(self, v):
+        """One run of variant `v` on a fresh worker: [idle CPU,] latency, throughput."""
+        project = self.project(v)
+        worker = self.start_worker(v, project)
+        try:
+            out = {}
+            if v.idle:
+                time.sleep(1)  # past start-up
+                before, started = cpu_seconds({"worker": [worker.pid]}, {}), time.monotonic()
+                time.sleep(self.args.idle_seconds)
+                used = cpu_seconds({"worker": [worker.pid]}, {})["worker"] - before["worker"]
+                out["idle_cpu_pct"] = 100 * used / (time.monotonic() - started)
+            out |= self.checked(worker, project, "latency", self.args.samples)
+            trees, alone = {"pool": [worker.pid]} | self.server_pids(v), {"main": worker.pid}
+            before, busy = cpu_seconds(trees, alone), machine_busy_seconds()
+            client, started = children_cpu(), time.monotonic()
+            out |= self.checked(worker, project, "throughput", self.args.tasks)
+            used = {k: cpu - before[k] for k, cpu in cpu_seconds(trees, alone).items()}
+            used["pool"] -= used["main"]  # the worker's whole tree, less its main process
+            used["client"] = out.pop("client_cpu_s")  # while sending and waiting
+            out["cpu_ms_per_task"] = {k: 1000 * s / self.args.tasks for k, s in used.items()}
+            # What else the machine did meanwhile: other programs, the client's start-up.
+            ours = sum(used.values()) - used["client"] + children_cpu() - client
+            out["other_cores"] = (machine_busy_seconds() - busy - ours) / (
+                time.monotonic() - started
+            )
+            if out["stored"] < self.args.tasks:
+                raise RuntimeError(f"{v.key}: {out['stored']} of {self.args.tasks} results stored")
+            return out
+        finally:
+            worker.stop()
+
+    def checked(self, worker, project, *args):
+        """inproject(), failing with the worker's last words when the worker died."""
+        try:
+            return self.inproject(project, *args)
+        except Exception as error:
+            if worker.popen.poll() is None:
+                raise
+            lines = worker.output().strip().splitlines()
+            last = next(
+                (line for line in reversed(lines) if "Unrecoverable error" in line), lines[-1]
+            )
+            raise RuntimeError(
+                f"the worker died during {args[0]}: {last} (...) {lines[-1]}"
+            ) from error
+
+    def restart_check(self, v, tasks=20):
+        """Of `tasks` tasks sent just after PostgreSQL restarted under a running worker,
+        how many results are stored within 20 s?"""
+        project = self.project(v)
+        worker = self.start_worker(v, project)
+        try:
+            self.inproject(project, "throughput", tasks)  # both pool processes are connected
+            self.servers["postgresql"].restart()
+            return {
+                "stored": self.inproject(project, "throughput", tasks, 20)["stored"],
+                "sent": tasks,
+            }
+        finally:
+            worker.stop()
+
+    def cache_check(self):
+        """Of --tasks results stored by django-cache as generated, how many can be read?"""
+        v = Variant("redis-cache-sqlite", "", "redis", "django-cache")
+        project = self.project(v)
+        worker = self.start_worker(v, project)
+        try:
+            out = self.inproject(project, "throughput", self.args.tasks, 30)
+            return {"stored": out["stored"], "sent": self.args.tasks}
+        finally:
+            worker.stop()
+
+    def profile(self, v):
+        """py-spy on the worker's main and pool processes during one throughput run. With a
+        database server, waiting for its answers is time spent too: samples include waits."""
+        waits = ["--idle"] if v.database == "postgresql" else []
+        project = self.project(v)
+        worker = self.start_worker(v, project)
+        raw = self.args.out / f"profile-{v.key}.txt"
+        try:
+            self.inproject(project, "throughput", 100)  # connected, warm
+            with (self.args.out / f"profile-{v.key}.log").open("w") as log:
+                spy = subprocess.Popen(
+                    [PY_SPY, "record", "--pid", str(worker.pid), "--subprocesses", *waits,
+                     "--rate", "200", "--format", "raw", "--output", raw],
+                    stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+                try:
+                    time.sleep(2)  # attached to every process
+                    self.inproject(project, "throughput", self.args.tasks)
+                finally:
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+                    spy.wait(60)
+        finally:
+            worker.stop()
+        return summarize_profile(raw, main=not waits)
+
+    def first_result(self):
+        """From `cookiecutter --no-input` to the first result stored, embedded default, by step."""
+        make_venv(self.work / "warm", sys.executable, editable=self.db_path)  # the cache is warm
+        folder = self.work / f"first-{time.monotonic_ns()}"
+        steps, clock = {}, time.perf_counter()
+
+        def step(name):
+            nonlocal clock
+            steps[name], clock = time.perf_counter() - clock, time.perf_counter()
+
+        run([Path(sys.executable).with_name("cookiecutter"), "--no-input", TEMPLATE, "-o", folder])
+        step("cookiecutter --no-input")
+        path = folder / "my_project"
+        project = Project(path, make_venv(path / ".venv", sys.executable, editable=path))
+        self.projects.append(project)
+        step("uv venv + install the project")
+        project.manage("migrate", "--no-input")
+        step("manage.py migrate")
+        project.start_worker("worker")
+        step("worker started (ready)")
+        self.inproject(project, "first")
+        step("first task sent, its result read from the database")
+        project.stop_all()
+        steps["total"] = sum(steps.values())
+        return steps
+
+    def stop(self):
+        for project in self.projects:
+            project.stop_all()
+        for server in self.servers.values():
+            server.stop()
+
+
+def generate(folder, **answers):
+    folder.mkdir(parents=True)
+    context = {"no_input": True, "output_dir": str(folder), "extra_context": answers}
+    return Path(cookiecutter(str(TEMPLATE), **context))
+
+
+def save(results, out):
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def say(text):
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# Where the worker's time goes: each py-spy sample counts for the first bucket with a mark in
+# one of its frames ("function (file"). The pool processes run the tasks:
+POOL_BUCKETS = [
+    ("waiting for a task (idle)", ("_recv (billiard/connection.py",)),
+    ("opening a database connection", ("BaseDatabaseWrapper.connect (django",)),
+    ("closing connections (Celery's Django fixup)", ("_close_database (celery/fixups",)),
+    ("close_old_connections (per task)", ("close_old_connections (django",)),
+    ("connection health check (SELECT 1)", ("is_usable (django",)),
+    ("waiting for the database's answers", ("Connection.wait (psycopg",)),
+    ("storing the result: ORM and driver, in Python", ("store_result (django_celery_results",)),
+    ("logging", ("(logging/",)),
+    ("the task itself", ("add (demoapp/tasks.py", "add (bare.py")),
+    ("the rest: Celery's tracing, the pool's messages", ("",)),
+]
+# ... and the main process takes messages from the broker and hands them to the pool:
+MAIN_BUCKETS = [
+    (
+        "filesystem transport: listing the queue folder, reading files",
+        ("filesystem.py", "broker.py"),
+    ),
+    ("acknowledging messages", ("basic_ack (kombu",)),
+    ("logging", ("(logging/",)),
+    ("handing tasks to the pool, reading their results", ("(billiard/", "asynpool.py")),
+    ("the rest of the worker's loop", ("",)),
+]
+
+
+def summarize_profile(raw, main=True):
+    """Shares of the pool processes' busy time (not waiting for a task) by POOL_BUCKETS and,
+    when py-spy left out idle samples, of the main process's by MAIN_BUCKETS."""
+    counts = {"pool": {}, "main": {}}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        part = "pool" if len(frames) > 1 and frames[1].startswith("process ") else "main"
+        buckets = POOL_BUCKETS if part == "pool" else MAIN_BUCKETS
+        name = next(n for n, marks in buckets if any(m in f for m in marks for f in frames))
+        counts[part][name] = counts[part].get(name, 0) + int(count)
+    counts["pool"].pop(POOL_BUCKETS[0][0], None)
+    out = {}
+    for part, buckets in (("pool", POOL_BUCKETS), ("main", MAIN_BUCKETS)):
+        busy = sum(counts[part].values())
+        if busy and (part == "pool" or main):
+            shares = {
+                n: round(100 * counts[part][n] / busy, 1) for n, _ in buckets if n in counts[part]
+            }
+            out[part] = {"busy_samples": busy, "shares_pct": shares}
+    return out
+
+
+def machine(python):
+    """What the figures came from."""
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?"
+    )
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    packages = ["celery", "kombu", "django", "django-celery-results", "psycopg", "redis"]
+    script = f"from importlib.metadata import version; print(*map(version, {packages}))"
+    versions = dict(zip(packages, run([python, "-c", script]).split(), strict=True))
+    commands = {
+        "Redis": ["redis-server", "--version"],
+        "PostgreSQL": ["postgres", "--version"],
+        "RabbitMQ": ["dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"],
+    }
+    server_versions = {}
+    for name, (program, *args) in commands.items():
+        words = run([servers.binary(program), *args]).split()
+        server_versions[name] = next(
+            w.removeprefix("v=") for w in words if w[:1].isdigit() or w[:2] == "v="
+        )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory),
+        "os": platform.platform(),
+        "python": run([python, "-c", "import platform; print(platform.python_version())"]).strip(),
+        "packages": versions,
+        "servers": server_versions,
+    }
+
+
+def parse():
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=BENCH / "results" / stamp,
+        help="folder for the results (default: bench/results/TIMESTAMP)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each measurement (default 3)"
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=2000, help="tasks per throughput run (default 2000)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=100, help="round trips per latency run (default 100)"
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10, help="idle CPU window (default 10)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="for development: 1 run, 200 tasks, 20 round trips, 3 s idle",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="TEXT",
+        help="only the variants whose key contains TEXT, and (a)",
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="also put the figures in docs/performance.md and its chart",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (projects, logs)")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the tables and the chart from a results.json",
+    )
+    args = parser.parse_args()  # fmt: skip
+    if args.quick:
+        args.repeat, args.tasks, args.samples, args.idle_seconds = 1, 200, 20, 3
+    args.out = args.out.resolve()
+    return args
+
+
+def main():
+    args = parse()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        print(report.write(json.loads(args.report.read_text()), args.out, args.docs))
+        return
+    # Python caches compiled modules unless told not to; some machines tell it not to (this
+    # one did), which has every process compile Django again. Measure the usual case.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops everything
+    started = time.monotonic()
+    chosen = [
+        v
+        for v in variants()
+        if v.key == "a-bare" or not args.only or any(o in v.key for o in args.only)
+    ]
+    now = datetime.now(timezone.utc)  # noqa: UP017 - datetime.UTC is Python 3.11+
+    results = {
+        "started": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "load": [os.getloadavg()[0]],
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "variants": {v.key: {"label": v.label, "group": v.group, "broker": v.broker, "runs": []}
+                     for v in chosen},
+    }  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    bench, done = Bench(args, work), False
+    try:
+        bench.setup()
+        results["machine"] = machine(bench.python)
+        say("time to first result")
+        results["first_result"] = [bench.first_result() for _ in range(args.repeat)]
+        for repeat in range(1, args.repeat + 1):
+            for v in chosen:
+                say(f"run {repeat}/{args.repeat}: {v.key}")
+                try:
+                    results["variants"][v.key]["runs"].append(bench.measure(v))
+                except Exception as error:  # noqa: BLE001 - a failure is a result too
+                    say(f"FAILED: {error}")
+                    results["variants"][v.key]["runs"].append({"error": str(error)[-600:]})
+                save(results, args.out)  # so far: a crash of the run keeps it
+        for v in (v for v in chosen if v.restart):
+            say(f"PostgreSQL restart under {v.key}")
+            results["variants"][v.key]["restart"] = bench.restart_check(v)
+        say("django-cache as generated")
+        results["cache_check"] = bench.cache_check()
+        results["profiles"] = {}
+        for v in chosen:
+            if not args.no_profile and v.key in {
+                *report.PREVIOUS.values(),
+                *report.GENERATED.values(),
+            }:
+                say(f"profiling {v.key}")
+                results["profiles"][v.label] = bench.profile(v)
+        results["load"].append(os.getloadavg()[0])
+        done = True
+    finally:
+        bench.stop()
+        if done and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"work folder kept: {work}")
+    results["seconds"] = time.monotonic() - started
+    save(results, args.out)
+    print(report.write(results, args.out, args.docs))
+    say(
+        f"done in {results['seconds'] / 60:.1f} min: {args.out}/results.md, chart.png, results.json"
+    )
+
+
+if __name__ == "__main__":
+    main()

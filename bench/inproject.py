@@ -1,0 +1,147 @@
+"""Measure a generated project from inside its own environment, as tests/drive.py drives one.
+
+Run with the project's interpreter, from the project's folder:
+
+    python bench/inproject.py SLUG latency SAMPLES     # round trips of one task, one at a time
+    python bench/inproject.py SLUG throughput TASKS    # TASKS tasks at once, until all are stored
+    python bench/inproject.py SLUG first               # one task, its result read where stored
+
+SLUG is the project's package, or `bare` for bench/bare.py (Celery without Django, found
+on PYTHONPATH). Every command sends `add` and prints one JSON document on stdout.
+"""
+
+import importlib
+import json
+import random
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+TIMEOUT = 300  # seconds for any one wait
+# AsyncResult.get() polls a database or cache backend every 0.5 s by default, which would
+# be most of a round trip: poll every 5 ms instead (Redis results are pushed, not polled).
+POLL = 0.005
+WAIT_POLL = 0.02  # how often `throughput` looks whether every result is stored
+WARMUP = 5  # round trips before measuring: connections, imports, first queries
+# Latency samples are sent after a random pause of up to this many seconds, so they arrive
+# at random moments of a polling broker's cycle, as a user's tasks would; sent back to back
+# they would each wait a whole polling interval.
+GAP = 0.1
+
+
+def load(slug):
+    """The `add` task: demoapp's in a Django project (after django.setup()), else bare's."""
+    if Path("manage.py").exists():
+        from drive import setup
+
+        setup(slug)
+        from demoapp.tasks import add
+
+        return add
+    return importlib.import_module(slug).add
+
+
+def stores_rows(task):
+    """True when results are TaskResult rows (django-db), which can be counted."""
+    return type(task.backend).__module__ == "django_celery_results.backends.database"
+
+
+def percentile(samples, p):
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+def latency(add, samples):
+    for _ in range(WARMUP):
+        add.delay(1, 1).get(timeout=TIMEOUT, interval=POLL)
+    pauses = random.Random(0)
+    seconds = []
+    for i in range(samples):
+        time.sleep(pauses.uniform(0, GAP))
+        started = time.perf_counter()
+        assert add.delay(i, i).get(timeout=TIMEOUT, interval=POLL) == 2 * i
+        seconds.append(time.perf_counter() - started)
+    return {
+        "samples": samples,
+        "p50_ms": percentile(seconds, 50) * 1000,
+        "p95_ms": percentile(seconds, 95) * 1000,
+    }
+
+
+def throughput(add, tasks, timeout=TIMEOUT):
+    """Send `tasks` tasks, wait until every result is stored; time from first send to last."""
+    counted = stores_rows(add)
+    if counted:  # start from an empty table, as the cache below
+        from django_celery_results.models import TaskResult
+
+        TaskResult.objects.all().delete()
+    elif hasattr(add.backend, "cache_backend"):  # django-cache counts its rows at every write
+        add.backend.cache_backend.clear()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    results = [add.delay(i, i) for i in range(tasks)]
+    sent = time.perf_counter() - started
+    stored = 0
+    deadline = started + timeout
+    if counted:  # count the rows: polling 2000 results one by one would load the database
+        while stored < tasks and time.perf_counter() < deadline:
+            time.sleep(WAIT_POLL)
+            stored = TaskResult.objects.filter(status="SUCCESS").count()
+    else:  # Redis pushes results; the cache backend is asked for each in turn
+        from celery.backends.asynchronous import AsyncBackendMixin
+        from celery.exceptions import TimeoutError as ResultTimeout
+        from celery.result import ResultSet
+
+        try:
+            if isinstance(add.backend, AsyncBackendMixin):
+                ResultSet(results).join_native(timeout=timeout)
+            else:
+                for result in results:
+                    result.get(timeout=max(deadline - time.perf_counter(), 0.1), interval=WAIT_POLL)
+            stored = tasks
+        except ResultTimeout:
+            stored = sum(r.ready() for r in results)
+    elapsed = time.perf_counter() - started
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+    return {
+        "tasks": tasks,
+        "stored": stored,
+        "seconds": elapsed,
+        "send_seconds": sent,
+        "tasks_per_s": stored / elapsed,
+        "client_cpu_s": client_cpu,
+    }
+
+
+def first(add):
+    """One task, its result read back where the backend stores it."""
+    result = add.delay(2, 3)
+    assert result.get(timeout=TIMEOUT, interval=POLL) == 5
+    if stores_rows(add):
+        from django_celery_results.models import TaskResult
+
+        row = TaskResult.objects.get(task_id=result.id)
+        assert (row.status, json.loads(row.result)) == ("SUCCESS", 5), row
+    return {"task_id": result.id, "result": 5}
+
+
+def main():
+    slug, command, *args = sys.argv[1:]
+    add = load(slug)
+    if command == "first":
+        out = first(add)
+    elif command == "latency":
+        out = latency(add, int(args[0]))
+    elif command == "throughput":
+        out = throughput(add, int(args[0]), *map(float, args[1:]))
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

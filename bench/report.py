@@ -1,0 +1,257 @@
+"""Tables, chart and target verdicts from a benchmark's results.json (see bench/bench.py)."""
+
+import shutil
+import statistics
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+DOC_START, DOC_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+CPU_PARTS = {
+    "main": "worker main process",
+    "pool": "worker pool processes",
+    "database": "database server",
+    "broker": "broker server",
+    "client": "client (sender)",
+}
+# Per target: the variants with the previous defaults, as generated, with the recommended changes.
+PREVIOUS = {"embedded": "filesystem-db-sqlite+previous", "redis-pg": "redis-db-postgresql+previous"}
+GENERATED = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql"}
+RECOMMENDED = {"embedded": "filesystem-db-sqlite+age60", "redis-pg": "redis-db-postgresql"}
+SIDE = {
+    "a-bare": None,
+    "filesystem-db-sqlite": "(b) generated default, embedded: filesystem + django-db, SQLite",
+    "redis-db-postgresql": "(b) generated defaults moved to Redis + django-db, PostgreSQL",
+    "c-cookiecutter-django": None,
+}
+FIGURES = ("p50_ms", "p95_ms", "tasks_per_s", "idle_cpu_pct", "other_cores")
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=0):
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def summarize(runs):
+    """The median of each figure over the repeats that did not fail, and the throughput's range."""
+    runs = [r for r in runs if "error" not in r]
+    if not runs:
+        return dict.fromkeys(FIGURES) | {
+            "tasks_per_s_range": (None, None),
+            "cpu_ms_per_task": dict.fromkeys(CPU_PARTS),
+        }
+    out = {k: median([r[k] for r in runs if k in r]) for k in FIGURES}
+    rates = [r["tasks_per_s"] for r in runs]
+    out["tasks_per_s_range"] = (min(rates), max(rates))
+    out["cpu_ms_per_task"] = {k: median([r["cpu_ms_per_task"][k] for r in runs]) for k in CPU_PARTS}
+    return out
+
+
+def ratio(x, y, digits=2):
+    return "–" if x is None or not y else f"{x / y:.{digits}f}"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+
+
+def cpu_split(s):
+    return " / ".join(fmt(s["cpu_ms_per_task"][k], 2) for k in CPU_PARTS)
+
+
+def rate(s):
+    low, high = s["tasks_per_s_range"]
+    return f"{fmt(s['tasks_per_s'])} ({fmt(low)}–{fmt(high)})"
+
+
+def machine_line(m):
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    servers = ", ".join(f"{k} {v}" for k, v in m["servers"].items())
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; "
+        f"Python {m['python']}; {packages}; {servers}"
+    )
+
+
+def markdown(report):
+    """results.md: how and where it ran, then one table per question, then the targets."""
+    by, args = report["variants"], report["args"]
+    a = by["a-bare"]["summary"]
+    others = [r["other_cores"] for e in by.values() for r in e["runs"] if "other_cores" in r]
+    lines = [
+        f"Run {report['started']} on: {machine_line(report['machine'])}.",
+        "",
+        f"Medians of {args['repeat']} runs. Throughput: {args['tasks']} `add` tasks sent at once, "
+        f"until every result is stored. Latency: {args['samples']} round trips one at a time, each "
+        "after a random pause of up to 0.1 s, results polled every 5 ms. Worker concurrency: the "
+        f"default (CPUs = {report['machine']['cores']}), `--loglevel INFO`. CPU ms per task, by "
+        "process: " + " / ".join(CPU_PARTS.values()) + ". Other work on the machine during the "
+        f"throughput runs: median {fmt(median(others), 2)} cores, max "
+        f"{fmt(max(others, default=None), 2)}; load average {report['load'][0]:.2f} before "
+        f"the run, {report['load'][-1]:.2f} after.",
+        "",
+        "#### Time to first result (embedded default, uv cache warm)",
+        "",
+    ]
+    first = report["first_result"]
+    lines += table(
+        ["step", "seconds"],
+        [(name if name != "total" else "**total**", fmt(median([f[name] for f in first]), 2))
+         for name in first[0]],
+    )  # fmt: skip
+    lines += ["", "#### Brokers × result backends, generated defaults", ""]
+    lines += table(
+        ["broker", "results", "p50 ms", "p95 ms", "tasks/s (range)", "CPU ms/task"],
+        [(e["broker"], e["label"].split(" + ", 1)[1], fmt(e["summary"]["p50_ms"], 1),
+          fmt(e["summary"]["p95_ms"], 1), rate(e["summary"]), cpu_split(e["summary"]))
+         for e in by.values() if e["group"] == "matrix"],
+    )  # fmt: skip
+    if "cache_check" in report:
+        kept = report["cache_check"]
+        lines += ["", f"django-cache as generated (MAX_ENTRIES 300): {kept['stored']} of "
+                  f"{kept['sent']} results could be read back (Redis broker)."]  # fmt: skip
+    lines += ["", "#### Side by side, ratios to (a)", ""]
+    lines += table(
+        ["configuration", "p50 ms", "p95 ms", "tasks/s (range)", "tasks/s ÷ (a)", "p50 ÷ (a)",
+         "CPU ms/task"],
+        [(name or by[key]["label"], fmt(s["p50_ms"], 1), fmt(s["p95_ms"], 1), rate(s),
+          ratio(s["tasks_per_s"], a["tasks_per_s"]), ratio(s["p50_ms"], a["p50_ms"], 1),
+          cpu_split(s))
+         for key, name in SIDE.items() if key in by for s in [by[key]["summary"]]],
+    )  # fmt: skip
+    lines += ["", "#### Candidate changes to the generated defaults", ""]
+    rows = []
+    for key, e in by.items():
+        if e["group"] == "candidate" or key in GENERATED.values():
+            s, restart = e["summary"], e.get("restart")
+            label = e["label"] if e["group"] == "candidate" else f"{e['label']}, as generated"
+            rows.append(
+                (label, fmt(s["p50_ms"], 1), fmt(s["p95_ms"], 1), rate(s),
+                 ratio(s["tasks_per_s"], a["tasks_per_s"]), cpu_split(s),
+                 fmt(s["idle_cpu_pct"], 2),
+                 f"{restart['stored']}/{restart['sent']}" if restart else "–")
+            )  # fmt: skip
+    lines += table(
+        ["variant", "p50 ms", "p95 ms", "tasks/s (range)", "÷ (a)", "CPU ms/task", "idle CPU %",
+         "results stored after a PostgreSQL restart"],
+        rows,
+    )  # fmt: skip
+    for name, profile in report.get("profiles", {}).items():
+        for part, what in (("pool", "pool processes, while they had a task"),
+                           ("main", "main process, while busy")):  # fmt: skip
+            if part in profile:
+                lines += ["", f"#### Profile: {name}: {what}", "",
+                          f"py-spy, 200 samples/s, during {args['tasks']} tasks "
+                          f"({profile[part]['busy_samples']} samples).", ""]  # fmt: skip
+                lines += table(["where", "%"], profile[part]["shares_pct"].items())
+    failures = [(e["label"], i, r["error"]) for e in by.values()
+                for i, r in enumerate(e["runs"], 1) if "error" in r]  # fmt: skip
+    if failures:
+        lines += ["", "#### Failed runs (left out of the medians)", ""]
+        lines += table(
+            ["variant", "run", "error"],
+            [(k, i, err[-300:].replace("|", "/")) for k, i, err in failures],
+        )
+    lines += ["", "#### Targets", ""]
+    lines += table(
+        ["target", "previous defaults", "generated defaults", "with the recommended changes"],
+        verdicts(report),
+    )
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(report):
+    """(target, verdict on the generated defaults, verdict with the recommended changes)."""
+    by = {k: v["summary"] for k, v in report["variants"].items()}
+    a = by["a-bare"]["tasks_per_s"]
+    targets = (
+        ("embedded round trip p50 ≤ 100 ms", "embedded", "p50_ms", 100, -1, "{:.1f} ms"),
+        ("embedded idle CPU < 1% of a core", "embedded", "idle_cpu_pct", 1, -1, "{:.2f}%"),
+        ("embedded ≥ 400 tasks/s", "embedded", "tasks_per_s", 400, 1, "{:.0f} tasks/s"),
+        ("Redis + PostgreSQL ≥ 0.8 × (a)", "redis-pg", "tasks_per_s", 0.8 * a, 1,
+         "{:.0f} tasks/s = {:.2f} × (a)"),
+    )  # fmt: skip
+    rows = []
+    for target, case, figure, limit, sign, text in targets:
+        cells = []
+        for key in (PREVIOUS[case], GENERATED[case], RECOMMENDED[case]):
+            x = by.get(key, {}).get(figure)
+            met = x is not None and (x >= limit if sign > 0 else x <= limit)
+            cells.append(
+                "–" if x is None else f"{'met' if met else '**missed**'}: " + text.format(x, x / a)
+            )
+        rows.append((target, *cells))
+    total = median([f["total"] for f in report["first_result"]])
+    rows.append(("time to first result < 10 s", "–", f"{'met' if total < 10 else '**missed**'}: "
+                 f"{total:.1f} s", "(unchanged)"))  # fmt: skip
+    return rows
+
+
+def chart(report, path):
+    """Three panels side by side, one bar per variant: throughput, latency, CPU per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = list(report["variants"].values())[::-1]
+    summaries = [e["summary"] for e in entries]
+    colors = {"matrix": "#4c72b0", "side": "#dd8452", "candidate": "#55a868"}
+    y = list(range(len(entries)))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 0.32 * len(entries) + 2), sharey=True)
+    axes[0].barh(
+        y, [s["tasks_per_s"] or 0 for s in summaries], color=[colors[e["group"]] for e in entries]
+    )
+    ceiling = report["variants"]["a-bare"]["summary"]["tasks_per_s"]
+    axes[0].axvline(0.8 * ceiling, color="grey", ls="--", lw=1, label="0.8 × (a)")
+    axes[0].set_xlabel(f"tasks/s, {report['args']['tasks']} tasks until every result is stored")
+    axes[0].legend(loc="lower right")
+    axes[1].barh(
+        y, [s["p50_ms"] or 0 for s in summaries], color=[colors[e["group"]] for e in entries]
+    )
+    axes[1].scatter(
+        [s["p95_ms"] or 0 for s in summaries], y, marker="|", color="black", s=90, label="p95"
+    )
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("round trip, ms (bar: p50; tick: p95; log scale)")
+    axes[1].legend(loc="lower right")
+    left = [0.0] * len(entries)
+    palette = ("#dd8452", "#4c72b0", "#c44e52", "#8172b2", "#937860")
+    for (part, name), color in zip(CPU_PARTS.items(), palette, strict=True):
+        widths = [s["cpu_ms_per_task"][part] or 0 for s in summaries]
+        axes[2].barh(y, widths, left=left, color=color, label=name)
+        left = [x + w for x, w in zip(left, widths, strict=True)]
+    axes[2].set_xlabel("CPU ms per task, by process")
+    axes[2].legend(loc="lower right", fontsize=8)
+    axes[0].set_yticks(y, [e["label"] for e in entries], fontsize=8)
+    for ax in axes:
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(
+        "Blue: brokers × result backends, generated defaults. Orange: (a) bare Celery, "
+        "(c) cookiecutter-django's settings. Green: candidate changes.\n"
+        f"{report['machine']['cores']} cores, medians of {report['args']['repeat']} runs, "
+        f"{report['started']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(report, out, docs=False):
+    """results.md and chart.png in `out`; with `docs`, also docs/performance.md and its chart."""
+    for entry in report["variants"].values():
+        entry["summary"] = summarize(entry["runs"])
+    text = markdown(report)
+    (out / "results.md").write_text(text)
+    chart(report, out / "chart.png")
+    if docs:
+        doc = DOC.read_text()
+        start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
+        DOC.write_text(f"{doc[:start]}\n{text}{doc[end:]}")
+        shutil.copy(out / "chart.png", DOC.with_name("performance.png"))
+    return text
