@@ -419,6 +419,9 @@ MAIN_BUCKETS = [
     ("handing tasks to the pool, reading their results", ("(billiard/", "asynpool.py")),
     ("the rest of the worker's loop", ("",)),
 ]
+# Helper threads of the main process that py-spy samples while they wait (innermost frame).
+MAIN_WAITS = ("_poll (billiard", "wait (threading.py", "Timer.run (celery",
+              "Handler.body (billiard", "Supervisor.body (billiard", "get (queue.py")  # fmt: skip
 
 
 def summarize_profile(raw, main=True):
@@ -429,6 +432,8 @@ def summarize_profile(raw, main=True):
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         part = "pool" if len(frames) > 1 and frames[1].startswith("process ") else "main"
+        if part == "main" and any(mark in frames[-1] for mark in MAIN_WAITS):
+            continue
         buckets = POOL_BUCKETS if part == "pool" else MAIN_BUCKETS
         name = next(n for n, marks in buckets if any(m in f for m in marks for f in frames))
         counts[part][name] = counts[part].get(name, 0) + int(count)

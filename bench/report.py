@@ -17,7 +17,7 @@ CPU_PARTS = {
 # Per target: the variants with the previous defaults, as generated, with the recommended changes.
 PREVIOUS = {"embedded": "filesystem-db-sqlite+previous", "redis-pg": "redis-db-postgresql+previous"}
 GENERATED = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql"}
-RECOMMENDED = {"embedded": "filesystem-db-sqlite+age60", "redis-pg": "redis-db-postgresql"}
+RECOMMENDED = {"embedded": "filesystem-db-sqlite+age60-poll50", "redis-pg": "redis-db-postgresql"}
 SIDE = {
     "a-bare": None,
     "filesystem-db-sqlite": "(b) generated default, embedded: filesystem + django-db, SQLite",
