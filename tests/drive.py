@@ -123,7 +123,8 @@ def spread():
 
 
 def counter():
-    """2000 read-modify-write tasks on one row: how many failed, and the final count."""
+    """2000 read-modify-write tasks on one row: how many failed, the final count, and which
+    workers ran them."""
     from demoapp.models import Counter
     from demoapp.tasks import increment_counter
     from django_celery_results.models import TaskResult
@@ -143,6 +144,7 @@ def counter():
         "locked": sum("database is locked" in failure for failure in failures),
         "failures": failures[:5],
         "value": Counter.objects.get(name=name).value,
+        "workers": sorted({row.worker.partition("@")[0] for row in rows.only("worker")}),
     }
 
 

@@ -43,14 +43,24 @@ def test_default_project_end_to_end(tmp_path):
     assert not os.path.exists(project.path / "beat.pid")
 
 
-def test_sqlite_takes_2000_concurrent_read_modify_writes(bake):
+def test_two_workers_share_the_embedded_broker_and_sqlite(bake):
+    """2000 read-modify-writes of one SQLite row, taken by two workers from one queue folder:
+    none fails on a lock, and each message runs exactly once (the count would show a message
+    run twice or lost)."""
     project = bake()  # SQLite and the embedded broker
     project.manage("migrate", "--no-input")
-    project.start_worker("worker", "--concurrency", "2")
+    project.start_worker("short", "--queues", "celery", "--concurrency", "2")
+    project.start_worker("both", "--queues", "celery,long", "--concurrency", "1")
+
     outcome = project.drive("counter", timeout=900)
     assert outcome["locked"] == 0, outcome["failures"]
     assert outcome["succeeded"] == outcome["sent"] == 2000, outcome["failures"]
     assert outcome["value"] == 2000
+    assert outcome["workers"] == ["both", "short"]
+
+    outcome = project.drive("spread")
+    assert outcome["sent"] == outcome["succeeded"]
+    assert set(outcome["workers"]["demoapp.tasks.long_task"]) == {"both"}
 
 
 def test_beat_starts_over_a_stale_pidfile(bake):
