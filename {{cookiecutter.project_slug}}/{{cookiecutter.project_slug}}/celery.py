@@ -23,11 +23,13 @@ def debug_task(self):
 
 @task_prerun.connect
 @task_postrun.connect
-def close_old_database_connections(**kwargs):
+def close_old_database_connections(task=None, **kwargs):
     """Drop database connections that are broken or older than CONN_MAX_AGE.
 
     Django does this around each request. Celery's own fixup would instead close
     every connection around each task, and pay for a new one each time, unless
-    CELERY_DB_REUSE_MAX is set (it is, in settings.py).
+    CELERY_DB_REUSE_MAX is set (it is, in settings.py). A task run eagerly, in
+    the caller's process, shares the caller's connection and transaction.
     """
-    close_old_connections()
+    if task is None or not task.request.is_eager:
+        close_old_connections()

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from demoapp.models import Widget
+from demoapp.tasks import rename_widget
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,6 +58,14 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(celery_session_worker, 
         raise RuntimeError("roll back")
     assert published == []
     assert not Widget.objects.filter(name="never").exists()
+
+
+def test_a_task_applied_eagerly_runs_in_the_callers_transaction():
+    with transaction.atomic():
+        widget = Widget.objects.create(name="eager")
+        assert rename_widget.apply((widget.pk, "applied here")).get() == "applied here"
+        widget.refresh_from_db()  # the connection is still open
+        assert widget.name == "applied here"
 
 
 def test_only_staff_create_widgets(client):
