@@ -10,22 +10,23 @@ from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# Files that belong to one option only, removed when it is not chosen.
+# Files that belong to one answer only, removed when it is not given.
 OPTIONAL = {
-    "include_demoapp": ["demoapp", "docs"],
-    "use_flower": ["flowerconfig.py"],
-    "use_celery_beat": [
+    ("include_demoapp", "y"): ["demoapp", "docs"],
+    ("use_flower", "y"): ["flowerconfig.py"],
+    ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",
         "{{ cookiecutter.project_slug }}/admin.py",
         "{{ cookiecutter.project_slug }}/migrations",
         "tests/test_beat_admin.py",
     ],
+    ("result_backend", "django-cache"): ["tests/test_result_cache.py"],
 }
 
 
 def remove_unchosen(root):
-    for option, paths in OPTIONAL.items():
-        if ANSWERS[option] == "y":
+    for (option, answer), paths in OPTIONAL.items():
+        if ANSWERS[option] == answer:
             continue
         for path in map(root.joinpath, paths):
             if path.is_dir():

@@ -109,11 +109,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests run a worker thread beside the test: Django's default in-memory test
     # database fails them with "table is locked" where a file makes them wait.
     DATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test.sqlite3"}
-else:
-    # Reuse connections for a minute, and check them before reuse so a
-    # restarted database server costs no failed request or task.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# Reuse connections for a minute, and check them before reuse so a restarted
+# database server costs no failed request or task.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # Full Unicode (emoji included); MySQL's "utf8" stores 3 bytes at most.
@@ -132,6 +132,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "django_cache",
+        # Django's default of 300 entries would delete results before they are
+        # read; they expire after CELERY_RESULT_EXPIRES instead.
+        "OPTIONS": {"MAX_ENTRIES": 1_000_000},
     }
 }
 {%- endif %}
