@@ -7,10 +7,6 @@ BENCH_SETTINGS is a JSON object of changes, applied in order:
     "NAME": value              set a setting
     "NAME.key.key": value      set an item in a dict setting: DATABASES.default.CONN_MAX_AGE
     "-PREFIX": null            delete every setting whose name starts with PREFIX, e.g. "-CELERY_"
-    "+close_old_connections": true
-                               run Django's close_old_connections() before and after every
-                               task, as Django does around every request (a celery.py change,
-                               tried here through Celery's task signals)
 """
 
 import importlib
@@ -21,21 +17,9 @@ _base = importlib.import_module(os.environ["BENCH_BASE_SETTINGS"])
 globals().update({name: getattr(_base, name) for name in dir(_base) if name.isupper()})
 
 
-def _close_old_connections(sender=None, **kwargs):
-    from django.db import close_old_connections
-
-    if not getattr(sender.request, "is_eager", False):  # as Celery's fixup does
-        close_old_connections()
-
-
 def _apply(changes):
     for key, value in changes.items():
-        if key == "+close_old_connections" and value:
-            from celery.signals import task_postrun, task_prerun
-
-            task_prerun.connect(_close_old_connections, weak=False)
-            task_postrun.connect(_close_old_connections, weak=False)
-        elif key.startswith("-"):
+        if key.startswith("-"):
             for name in [n for n in globals() if n.startswith(key[1:])]:
                 del globals()[name]
         elif "." in key:
