@@ -116,7 +116,7 @@ def variants():
         on(embedded, "kombu", "kombu's own filesystem transport", KOMBU_TRANSPORT),
         on(embedded, "age0", "a new SQLite connection per task (CONN_MAX_AGE 0)",
            {"DATABASES.default.CONN_MAX_AGE": 0}),
-        on(embedded, "poll50", "polling 0.05 s", {POLL: 0.05}),
+        on(embedded, "poll100", "polling 0.1 s (the previous interval)", {POLL: 0.1}),
         on(embedded, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
         on(embedded, "early-ack", "early acks (trade-off)", EARLY_ACK),
     ]  # fmt: skip
