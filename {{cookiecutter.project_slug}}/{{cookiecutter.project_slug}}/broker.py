@@ -1,115 +1,589 @@
-"""kombu's filesystem transport, with three changes.
+"""The embedded broker: Celery messages as files in a folder on this machine.
 
-- Each message is written whole before it can be read. kombu writes a message
-  file in place, so a worker polling the folder can take it half-written, fail
-  to decode it and stop. Here it is written under a temporary name, which the
-  transport ignores, then renamed into place: a rename in one folder is atomic.
-- A worker lists the queue folder once for many messages. kombu lists and
-  sorts the whole folder for every message it takes, so with thousands of
-  messages waiting that listing is most of a worker's work.
-- A busy worker takes its next message as soon as a task ends, not one
-  polling interval later (see Transport.drain_events).
+This is kombu's filesystem transport (``filesystem://`` in CELERY_BROKER_URL)
+with what a worker needs to trust it:
+
+- A message is claimed by renaming its file into a folder of the process that
+  took it, and deleted only when the task is acknowledged. Each such process
+  holds a lock on a file of its own, which the kernel releases however the
+  process ends (kill -9, OOM, power cut), so another process can tell a dead
+  owner from a live one without trusting PIDs: a worker puts a dead process's
+  claimed messages back in the queue when it starts, and every few seconds.
+- On Linux a worker learns of new message files from inotify instead of
+  listing the folder: it waits in Celery's event loop, like on Redis or
+  RabbitMQ, and costs nothing while idle. Elsewhere it lists the folder every
+  polling_interval.
+- Each message file is written under a temporary name, then renamed, so no
+  reader sees it half-written; a file that still cannot be read is moved to
+  ``.bad/`` and logged, and the worker goes on.
+- An auto-delete queue (``celery events``, Flower, ``celery inspect`` replies)
+  names the process that declared it; once that process is gone, messages for
+  it are no longer stored.
+
+The folder must be on a local filesystem (file locks and inotify are not
+reliable over NFS). Layout, by default ``.broker/`` beside manage.py:
+
+    queue/<time>_<id>.<queue>.msg   messages waiting
+    queue/.claimed/<owner>/         messages a process took and has not acknowledged
+    queue/.owners/<owner>           that process's lock file
+    queue/.bad/                     message files that could not be read
+    control/<exchange>.exchange     exchange bindings, as kombu keeps them
+    control/<queue>.owner           the owner of an auto-delete queue
 """
 
+import atexit
+import contextlib
+import ctypes
+import heapq
+import logging
 import os
-import threading
+import select
+import socket
+import sys
+import time
 import uuid
-from collections import deque
+from fcntl import LOCK_EX, LOCK_NB, flock
+from pathlib import Path
 from queue import Empty
-from time import monotonic
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport.virtual import BrokerState
 from kombu.utils.json import dumps, loads
+
+logger = logging.getLogger(__name__)
+
+FOLDER = Path(__file__).resolve().parent.parent / ".broker"
+RECOVERY_INTERVAL = 5  # seconds between looks for the claims of dead processes
+OWNER_CACHE = 1  # seconds a queue owner's liveness is trusted before looking again
+STALE_TEMPORARY = 600  # seconds after which a half-written message file is removed
+
+# inotify(7) constants.
+IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x8, 0x80, 0x4000
+
+
+def queue_of(name):
+    """The queue a message file belongs to ("123_ab.celery.msg" -> "celery"), or None."""
+    rest = name.partition(".")[2]
+    return rest[:-4] if rest.endswith(".msg") and not name.startswith(".") else None
+
+
+class Owner:
+    """This process, as the holder of the messages it claimed from one queue folder.
+
+    Its lock file is locked before it appears under its final name, and stays
+    locked while the process lives. A process forked from this one does not
+    inherit the role (see forget_owners).
+    """
+
+    def __init__(self, folder):
+        self.id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.lock = folder / ".owners" / self.id
+        self.claims = folder / ".claimed" / self.id
+        self.lock.parent.mkdir(exist_ok=True)
+        temporary = self.lock.with_name(f".{self.id}")
+        self.fd = os.open(temporary, os.O_RDWR | os.O_CREAT, 0o600)
+        flock(self.fd, LOCK_EX)
+        os.write(self.fd, socket.gethostname().encode())
+        os.rename(temporary, self.lock)
+        self.claims.mkdir(parents=True)
+
+    def release(self, folder):
+        """At exit: put back what is still claimed, then give up the lock."""
+        for name in os.listdir(self.claims):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.claims / name, folder / name)
+        with contextlib.suppress(OSError):
+            self.claims.rmdir()
+        with contextlib.suppress(FileNotFoundError):
+            self.lock.unlink()
+        os.close(self.fd)
+
+
+_owners = {}  # queue folder -> this process's Owner for it
+
+
+def owner_for(folder):
+    if folder not in _owners:
+        _owners[folder] = Owner(folder)
+    return _owners[folder]
+
+
+def forget_owners():
+    """In a forked child: close the parent's lock files, so that the parent's lock
+    ends with the parent (flock locks are shared with children that keep the file open)."""
+    for owner in _owners.values():
+        os.close(owner.fd)
+    _owners.clear()
+
+
+os.register_at_fork(after_in_child=forget_owners)
+
+
+@atexit.register
+def release_owners():
+    for folder, owner in list(_owners.items()):
+        with contextlib.suppress(OSError):
+            owner.release(folder)
+    _owners.clear()
+
+
+def take_over(lock):
+    """If the owner of lock file `lock` has died, lock it and return the open file
+    descriptor (-1 if the file is gone); None while the owner lives or lives on
+    another machine, which cannot be told from here."""
+    mine = [owner for owner in _owners.values() if owner.lock == lock]
+    if mine:
+        return None
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return -1
+    try:
+        host = os.pread(fd, 255, 0).decode(errors="replace")
+        if host and host != socket.gethostname():
+            raise BlockingIOError
+        flock(fd, LOCK_EX | LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def recover(folder, temporaries=False):
+    """Put the messages claimed by dead processes back in `folder`; return how many.
+    With `temporaries`, also remove message files a dead process left half-written."""
+    restored = 0
+    with contextlib.suppress(FileNotFoundError):
+        for claims in (folder / ".claimed").iterdir():
+            fd = take_over(folder / ".owners" / claims.name)
+            if fd is None:
+                continue
+            names = os.listdir(claims)
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(claims / name, folder / name)
+                    restored += 1
+            with contextlib.suppress(OSError):
+                claims.rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                (folder / ".owners" / claims.name).unlink()
+            if fd >= 0:
+                os.close(fd)
+            if names:
+                logger.warning(
+                    "Restored %d message(s) claimed by process %s, which has died",
+                    len(names),
+                    claims.name.partition("-")[0],
+                )
+    with contextlib.suppress(FileNotFoundError):
+        for lock in (folder / ".owners").iterdir():
+            if not (folder / ".claimed" / lock.name).exists():
+                fd = take_over(lock)  # exited without cleaning up; nothing to restore
+                if fd is not None and fd >= 0:
+                    lock.unlink(missing_ok=True)
+                    os.close(fd)
+    now = time.time()
+    for name in os.listdir(folder) if temporaries else ():
+        if name.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - os.stat(folder / name).st_mtime > STALE_TEMPORARY:
+                    os.unlink(folder / name)
+    return restored
+
+
+class Watch:
+    """The messages waiting in one queue folder, by queue, oldest first.
+
+    On Linux inotify reports each new file, so the folder is listed only once
+    (and again if the kernel's event queue overflowed); elsewhere it is listed
+    again when a queue runs empty, at most every polling_interval.
+    """
+
+    def __init__(self, folder, inotify, polling_interval):
+        self.folder = folder
+        self.polling_interval = polling_interval
+        self.waiting = {}  # queue -> heap of file names
+        self.listed_at = float("-inf")
+        self.fd = self._inotify() if inotify else None
+
+    def _inotify(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        events = IN_MOVED_TO | IN_CLOSE_WRITE
+        if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(self.folder), events) < 0:
+            error = ctypes.get_errno()
+            if fd >= 0:
+                os.close(fd)
+            raise OSError(error, f"inotify on {self.folder}: {os.strerror(error)}")
+        return fd
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def list(self):
+        names = sorted(os.listdir(self.folder))
+        self.waiting = {queue: [] for queue in self.waiting}
+        for name in names:
+            heap = self.waiting.get(queue_of(name))
+            if heap is not None:
+                heap.append(name)  # sorted, so already a heap
+        self.listed_at = time.monotonic()
+
+    def read_events(self):
+        """Add the files inotify reported since the last call; True if there were any."""
+        seen = False
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return seen
+            seen = True
+            offset = 0
+            while offset < len(data):
+                mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
+                length = int.from_bytes(data[offset + 12 : offset + 16], sys.byteorder)
+                name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
+                offset += 16 + length
+                if mask & IN_Q_OVERFLOW:
+                    self.list()
+                    continue
+                name = os.fsdecode(name)
+                heap = self.waiting.get(queue_of(name))
+                if heap is not None:
+                    heapq.heappush(heap, name)
+
+    def waiting_for(self, queue):
+        """The heap of message names waiting for `queue`, brought up to date."""
+        if queue not in self.waiting:
+            self.waiting[queue] = []
+            self.list()
+        elif self.fd is not None:
+            self.read_events()
+        elif not self.waiting[queue] and (
+            time.monotonic() - self.listed_at >= self.polling_interval
+        ):
+            self.list()
+        return self.waiting[queue]
 
 
 class Channel(filesystem.Channel):
-    # How long one listing of the folder may answer for a queue that was empty
-    # in it; a queue emptied by taking its messages is listed again at once.
-    listing_max_age = 0.02
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._listed = {}  # "<queue>.msg": message file names, oldest first
-        self._listed_at = float("-inf")
+        self._claims = {}  # delivery tag -> the claimed message file
+        self._no_ack_queues = set()
+        for folder in (self.data_folder_in, self.data_folder_out, self.control_folder):
+            os.makedirs(folder, exist_ok=True)
+
+    @property
+    def data_folder_in(self):
+        return self.transport_options.get("data_folder_in", str(FOLDER / "queue"))
+
+    @property
+    def data_folder_out(self):
+        return self.transport_options.get("data_folder_out", str(FOLDER / "queue"))
+
+    @property
+    def control_folder(self):
+        return Path(self.transport_options.get("control_folder", FOLDER / "control"))
 
     def _put(self, queue, payload, **kwargs):
-        # The name kombu gives a message: ordered by time, matched by queue.
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # Named like kombu's messages, with the time in microseconds since the epoch,
+        # zero-padded so that names sort by time, also after a reboot.
+        name = f"{time.time_ns() // 1000:017d}_{uuid.uuid4().hex}.{queue}.msg"
         path = os.path.join(self.data_folder_out, name)
         try:
             with open(f"{path}.tmp", "wb") as file:
                 file.write(dumps(payload).encode())
-            os.replace(f"{path}.tmp", path)
+            os.rename(f"{path}.tmp", path)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {path!r} to directory") from exc
 
+    def _get(self, queue):
+        folder = Path(self.data_folder_in)
+        waiting = self.connection.watch(folder).waiting_for(queue)
+        while waiting:
+            name = heapq.heappop(waiting)
+            claimed = owner_for(folder).claims / name
+            try:
+                # Of several processes that saw the file, one renames it; the others
+                # find it gone.
+                os.rename(folder / name, claimed)
+            except FileNotFoundError:
+                continue
+            payload = self._read(claimed)
+            if payload is None:
+                continue
+            if queue in self._no_ack_queues:
+                claimed.unlink()
+            else:
+                self._claims[payload["properties"]["delivery_tag"]] = claimed
+            return payload
+        raise Empty()
+
+    def _read(self, claimed):
+        """The message in a claimed file; None if it is not one (the file is set aside)."""
+        try:
+            with open(claimed, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            self._set_aside(claimed, exc)
+            raise ChannelError(f"Cannot read file {str(claimed)!r} from queue") from exc
+        try:
+            payload = loads(data)
+            properties = payload["properties"]
+            properties["delivery_info"]["routing_key"]  # noqa: B018 (a message has one)
+            properties["delivery_tag"]  # noqa: B018
+        except (ValueError, TypeError, KeyError) as exc:
+            self._set_aside(claimed, exc)
+            return None
+        return payload
+
+    def _set_aside(self, claimed, exc):
+        bad = Path(self.data_folder_in) / ".bad"
+        bad.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.rename(claimed, bad / claimed.name)
+        logger.error("Set aside message file %s: %s", bad / claimed.name, exc or "empty")
+
+    def basic_consume(self, queue, no_ack, *args, **kwargs):
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        super().basic_consume(queue, no_ack, *args, **kwargs)
+        self.connection.on_settled()
+
+    def basic_qos(self, *args, **kwargs):
+        super().basic_qos(*args, **kwargs)
+        self.connection.on_settled()
+
+    def basic_get(self, queue, no_ack=False, **kwargs):
+        message = super().basic_get(queue, no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
     def basic_ack(self, delivery_tag, multiple=False):
         super().basic_ack(delivery_tag, multiple)
-        self.connection.acked.set()
+        self._settle(delivery_tag)
+        self.connection.on_settled()
 
     def basic_reject(self, delivery_tag, requeue=False):
         super().basic_reject(delivery_tag, requeue)
-        self.connection.acked.set()
+        self._settle(delivery_tag)
+        self.connection.on_settled()
 
-    def _get(self, queue):
-        key = f"{queue}.msg"
-        names = self._listed.get(key)
-        if not names and monotonic() - self._listed_at > self.listing_max_age:
-            self._listed = {}
-            for name in sorted(os.listdir(self.data_folder_in)):
-                self._listed.setdefault(name.partition(".")[2], deque()).append(name)
-            self._listed_at = monotonic()
-            names = self._listed.get(key)
-        while names:
-            path = os.path.join(self.data_folder_in, names.popleft())
-            if not names:
-                self._listed_at = float("-inf")
-            # Renaming the file claims its message: of several workers that listed
-            # it, one renames it and the others find it gone.
-            claimed = f"{path}.{os.getpid()}.claimed"
-            try:
-                os.rename(path, claimed)
-            except FileNotFoundError:
-                continue
-            try:
-                with open(claimed, "rb") as file:
-                    payload = file.read()
-                os.remove(claimed)
-            except OSError as exc:
-                raise ChannelError(f"Cannot read file {claimed!r} from queue") from exc
-            return loads(payload)
-        raise Empty()
+    def _settle(self, delivery_tag):
+        claimed = self._claims.pop(delivery_tag, None)
+        if claimed is not None:
+            with contextlib.suppress(FileNotFoundError):
+                claimed.unlink()
+
+    def _restore(self, message):
+        """Put an unacknowledged message back where it was, first in line."""
+        claimed = self._claims.pop(message.delivery_tag, None)
+        if claimed is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(claimed, Path(self.data_folder_in) / claimed.name)
+                return
+        super()._restore(message)
+
+    # Auto-delete queues belong to the process that declared them.
+
+    def queue_declare(self, queue=None, passive=False, **kwargs):
+        ok = super().queue_declare(queue, passive, **kwargs)
+        if not passive and (kwargs.get("auto_delete") or kwargs.get("exclusive")):
+            owner_file = self._owner_file(ok.queue)
+            if self.connection.queue_owner(owner_file) != "alive":
+                lock = owner_for(Path(self.data_folder_in)).lock
+                owner_file.with_suffix(".tmp").write_text(str(lock))
+                owner_file.with_suffix(".tmp").rename(owner_file)
+                self.connection.forget_owner(owner_file)
+        return ok
+
+    def queue_delete(self, queue, if_unused=False, if_empty=False, **kwargs):
+        super().queue_delete(queue, if_unused, if_empty, **kwargs)
+        if not (if_empty and self._size(queue)):
+            self._owner_file(queue).unlink(missing_ok=True)
+
+    def get_table(self, exchange):
+        """The exchange's bindings, less those of auto-delete queues whose owner died:
+        those are deleted, with the messages already stored for them."""
+        table = super().get_table(exchange)
+        live = []
+        for binding in table:
+            owner_file = self._owner_file(binding.queue)
+            if self.connection.queue_owner(owner_file) == "dead":
+                logger.info("Deleting queue %s: the process that read it is gone", binding.queue)
+                self._delete(binding.queue, exchange, binding.routing_key, binding.pattern)
+                owner_file.unlink(missing_ok=True)
+                self.connection.forget_owner(owner_file)
+            else:
+                live.append(binding)
+        return live
+
+    def _owner_file(self, queue):
+        return self.control_folder / f"{queue}.owner"
+
+
+_states = {}  # control folder -> the exchanges and bindings declared in this process
 
 
 class Transport(filesystem.Transport):
     Channel = Channel
+    # A worker waits in Celery's event loop (with a pipe to each pool process),
+    # as it does on Redis and RabbitMQ.
+    implements = filesystem.Transport.implements.extend(asynchronous=True)
+    # Only where inotify is not available.
+    polling_interval = 0.1
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.acked = threading.Event()
+    def __init__(self, client, **kwargs):
+        super().__init__(client, **kwargs)
+        options = client.transport_options
+        # kombu keeps one set of exchanges and bindings for every folder; a binding
+        # known from one folder would then never be written to another's.
+        control = str(options.get("control_folder", FOLDER / "control"))
+        self.state = _states.setdefault(control, BrokerState())
+        self.inotify = options.get("inotify", sys.platform.startswith("linux"))
+        self.recovery_interval = options.get("recovery_interval", RECOVERY_INTERVAL)
+        self._watches = {}
+        self._owners_seen = {}  # owner file -> (alive or None when absent, when checked)
+        self._loop = None
+        self._loop_entries = []
+        self._wake = None  # (read, write) ends of a pipe that on_settled writes to
+
+    def watch(self, folder):
+        if folder not in self._watches:
+            self._watches[folder] = Watch(folder, self.inotify, self.polling_interval)
+            recover(folder, temporaries=True)
+        return self._watches[folder]
+
+    def queue_owner(self, owner_file):
+        """Whether an auto-delete queue's owner is "alive" or "dead"; None for a queue
+        that has no owner (a durable one). Looked up at most every OWNER_CACHE seconds."""
+        now = time.monotonic()
+        state, checked = self._owners_seen.get(owner_file, (None, float("-inf")))
+        if now - checked > OWNER_CACHE:
+            try:
+                lock = Path(owner_file.read_text())
+            except FileNotFoundError:
+                state = None
+            else:
+                fd = take_over(lock)
+                state = "alive" if fd is None else "dead"
+                if fd is not None and fd >= 0:
+                    os.close(fd)
+            self._owners_seen[owner_file] = (state, now)
+        return state
+
+    def forget_owner(self, owner_file):
+        self._owners_seen.pop(owner_file, None)
+
+    def on_settled(self):
+        """A message was acknowledged or rejected: a consumer at its prefetch limit
+        may take the next one now, not a polling interval later."""
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake[1], b"\0")
+
+    def _wake_fd(self):
+        if self._wake is None:
+            self._wake = os.pipe()
+            for fd in self._wake:
+                os.set_blocking(fd, False)
+        return self._wake[0]
+
+    # Celery's worker: its event loop calls us when a message file appears, or
+    # when a message is settled (on_settled), and delivers from there. (Delivering
+    # from an on_tick callback would leave the pool's writes for the next tick.)
+
+    def register_with_event_loop(self, connection, loop):
+        self._loop = loop
+        options = self.client.transport_options
+        folder = Path(options.get("data_folder_in", FOLDER / "queue"))
+        os.makedirs(folder, exist_ok=True)
+        watch = self.watch(folder)
+        if watch.fd is not None:
+            loop.add_reader(watch.fd, self._on_readable, watch)
+        else:
+            polling = loop.call_repeatedly(self.polling_interval, self._deliver_all)
+            self._loop_entries.append(polling)
+        recovery = loop.call_repeatedly(self.recovery_interval, self._recover)
+        self._loop_entries.append(recovery)
+        loop.add_reader(self._wake_fd(), self._on_woken)
+        self.on_settled()  # deliver what is already waiting
+
+    def _on_readable(self, watch):
+        if watch.read_events():
+            self._deliver_all()
+
+    def _on_woken(self):
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake[0], 4096)
+        self._deliver_all()
+
+    def _recover(self):
+        for folder in self._watches:
+            if recover(folder):
+                self._deliver_all()
+
+    def _deliver_all(self, most=100):
+        """Hand each consumer messages until it has as many as it may hold (or `most`
+        of them, then again from the loop)."""
+        for _ in range(most):
+            try:
+                self.cycle.get(self._deliver)
+            except Empty:
+                return
+            except ChannelError as exc:
+                logger.error("%s", exc)
+        self.on_settled()
+
+    # Any other consumer (celery inspect, celery events, Flower) waits here.
 
     def drain_events(self, connection, timeout=None):
-        """Deliver one message, polling every polling_interval until there is one.
-
-        While a worker holds all the unacknowledged tasks it may
-        (CELERY_WORKER_PREFETCH_MULTIPLIER), it takes no message; an ack from the
-        pool's result thread then frees a slot. kombu would sleep a whole polling
-        interval there, capping a busy worker at concurrency / interval tasks a
-        second; here an ack ends the wait at once.
-        """
-        started = monotonic()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.acked.clear()
             try:
                 self.cycle.get(self._deliver, timeout=timeout)
                 return
             except Empty:
                 pass
-            wait = self.polling_interval or 0
-            if timeout is not None:
-                left = timeout - (monotonic() - started)
-                if left <= 0:
-                    raise TimeoutError()
-                wait = min(wait, left)
-            self.acked.wait(wait)
+            except ChannelError as exc:
+                logger.error("%s", exc)
+                continue
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise TimeoutError()
+            fds = [self._wake_fd()]
+            for watch in self._watches.values():
+                if watch.fd is not None:
+                    fds.append(watch.fd)
+                elif wait is None or wait > self.polling_interval:  # a polled folder
+                    wait = self.polling_interval
+            if select.select(fds, [], [], wait)[0]:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake[0], 4096)
+
+    def close_connection(self, connection):
+        if self._loop is not None:
+            for watch in self._watches.values():
+                if watch.fd is not None:
+                    self._loop.remove_reader(watch.fd)
+            self._loop.remove_reader(self._wake[0])
+            for entry in self._loop_entries:
+                entry.cancel()
+            self._loop = None
+        super().close_connection(connection)
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
+        for fd in self._wake or ():
+            os.close(fd)
+        self._wake = None
+
+
+# kombu picks a transport by the broker URL's scheme: in every process that imports
+# the project (celery.py imports this module), filesystem:// means this one.
+TRANSPORT_ALIASES["filesystem"] = f"{__name__}:Transport"

@@ -215,23 +215,9 @@ CELERY_TASK_TIME_LIMIT = 300
 
 # Options for the transport the broker URL names; BROKER_TRANSPORT_OPTIONS (JSON)
 # overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
+# The embedded broker (filesystem://) keeps its defaults in broker.py.
 if _broker_scheme == "filesystem":
-    # The embedded broker: messages are files in one folder that every
-    # worker, beat and web process on this machine shares.
-    CELERY_BROKER_TRANSPORT = "{{ cookiecutter.project_slug }}.broker:Transport"
-    BROKER_DIR = BASE_DIR / env.str("BROKER_DIR", default=".broker")
-    (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
-    (BROKER_DIR / "control").mkdir(exist_ok=True)
-    _transport_options = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        # Fanout exchanges (celery inspect, remote control) live here.
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
-        # Look for new messages every 0.05 s rather than every second: an idle
-        # worker then costs about 0.7 % of a core (docs/performance.md).
-        "polling_interval": 0.05,
-    }
+    _transport_options = {}
 elif _broker_scheme in ("redis", "rediss"):
     _transport_options = {
         # Redis hands an unacknowledged task to another worker after this long:

@@ -1,0 +1,150 @@
+"""The embedded broker (broker.py) on real files, with real processes that die."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+
+from {{ cookiecutter.project_slug }}.broker import OWNER_CACHE, Transport
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+# Run in a child process: connect to the broker, claim a message or declare a queue,
+# print "ready", then exit when its standard input closes (unless killed first).
+CHILD = """
+import json, sys
+from kombu import Connection, Exchange, Queue
+import {{ cookiecutter.project_slug }}.broker
+
+options, action = sys.argv[1:]
+with Connection("filesystem://", transport_options=json.loads(options)) as conn:
+    if action == "claim":
+        message = conn.SimpleQueue("jobs").get(timeout=10)
+    else:
+        Queue("listener", Exchange("news", "fanout"), auto_delete=True)(conn.channel()).declare()
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+def options(folder, **more):
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        **more,
+    }
+
+
+def connect(folder, **more):
+    return Connection("filesystem://", transport_options=options(folder, **more))
+
+
+def child(folder, action):
+    """A process that does `action` on the broker in `folder`, then waits."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(options(folder)), action],
+        cwd=PROJECT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline() == "ready\n"
+    return process
+
+
+def end(process, how="kill"):
+    if how == "kill":
+        process.send_signal(signal.SIGKILL)
+    else:
+        process.stdin.close()
+    process.wait(10)
+
+
+def test_filesystem_url_is_the_projects_transport(tmp_path):
+    with connect(tmp_path) as conn:
+        assert isinstance(conn.transport, Transport)
+
+
+def test_messages_claimed_by_a_killed_process_go_back_to_the_queue(tmp_path):
+    with connect(tmp_path) as conn:
+        conn.SimpleQueue("jobs").put({"n": 1})
+    claimer = child(tmp_path, "claim")
+    with connect(tmp_path) as conn, pytest.raises(conn.SimpleQueue("jobs").Empty):
+        conn.SimpleQueue("jobs").get(timeout=1)  # a live process's claim stays its own
+    end(claimer)
+    with connect(tmp_path) as conn:
+        message = conn.SimpleQueue("jobs").get(timeout=5)
+        assert message.payload == {"n": 1}
+        message.ack()
+    assert list((tmp_path / "queue" / ".claimed").rglob("*.msg")) == []
+
+
+def test_an_acknowledged_message_is_gone_and_a_rejected_one_comes_back(tmp_path):
+    with connect(tmp_path) as conn:
+        queue = conn.SimpleQueue("jobs")
+        queue.put({"n": 1})
+        queue.get(timeout=5).reject(requeue=True)
+        message = queue.get(timeout=5)
+        assert message.payload == {"n": 1}
+        message.ack()
+        with pytest.raises(queue.Empty):
+            queue.get(timeout=0.5)
+    assert [name for name in os.listdir(tmp_path / "queue") if not name.startswith(".")] == []
+
+
+def test_unreadable_message_files_are_set_aside(tmp_path, caplog):
+    queue_folder = tmp_path / "queue"
+    with connect(tmp_path) as conn:
+        queue = conn.SimpleQueue("jobs")
+        queue.put({"n": 1})
+        # Older than the real message, so they are read first.
+        (queue_folder / "00000000000000001_empty.jobs.msg").write_bytes(b"")
+        (queue_folder / "00000000000000002_cut.jobs.msg").write_bytes(b'{"body": "x')
+        (queue_folder / "00000000000000003_list.jobs.msg").write_bytes(b"[]")
+        assert queue.get(timeout=5).payload == {"n": 1}
+    assert sorted(os.listdir(queue_folder / ".bad")) == [
+        "00000000000000001_empty.jobs.msg",
+        "00000000000000002_cut.jobs.msg",
+        "00000000000000003_list.jobs.msg",
+    ]
+    assert caplog.text.count("Set aside message file") == 3
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_a_gone_consumers_queue_stops_collecting_messages(tmp_path, how):
+    news = Exchange("news", "fanout")
+    listener = child(tmp_path, "listen")
+    with connect(tmp_path) as conn:
+        Queue("archive", news)(conn.channel()).declare()
+        Producer(conn.channel(), news).publish({"n": 1})
+        assert sorted(queue_names(tmp_path)) == ["archive", "listener"]
+        end(listener, how)
+        time.sleep(OWNER_CACHE)  # what the sender knew of the listener is out of date
+        Producer(conn.channel(), news).publish({"n": 2})
+        assert sorted(queue_names(tmp_path)) == ["archive", "archive"]  # the listener's: gone
+        assert [binding.queue for binding in conn.default_channel.get_table("news")] == ["archive"]
+
+
+def queue_names(folder):
+    return [name.split(".")[1] for name in os.listdir(folder / "queue") if name.endswith(".msg")]
+
+
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "polling"])
+def test_a_consumer_receives_what_another_process_sends(tmp_path, inotify):
+    received = []
+    with connect(tmp_path, inotify=inotify) as conn:
+        queue = Queue("jobs", Exchange("jobs"), "jobs")
+        with conn.Consumer(queue, callbacks=[lambda body, message: received.append(body)]):
+            with connect(tmp_path) as sender:
+                sender.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key="jobs")
+            conn.drain_events(timeout=5)
+        watch = conn.transport.watch(tmp_path / "queue")
+        assert (watch.fd is not None) == inotify
+    assert received == [{"n": 1}]
