@@ -13,6 +13,8 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 DRIVE = Path(__file__).resolve().parent / "drive.py"
+FAULTS_DRIVE = Path(__file__).resolve().parent / "faults_drive.py"
+FAULTS_TIMEOUT = 120  # seconds any wait of faults_drive.py may take
 # The interpreter that runs generated projects unless a test picks another.
 PYTHON = os.environ.get("PROJECT_PYTHON", sys.executable)
 
@@ -122,6 +124,22 @@ class Project:
     def drive(self, command, timeout=180):
         return json.loads(self.run(DRIVE, self.slug, command, timeout=timeout))
 
+    def faults(self, *args):
+        """Run faults_drive.py in the project (see its docstring); its JSON answer."""
+        args = [self.slug, *map(str, args)]
+        return json.loads(self.run(FAULTS_DRIVE, *args, timeout=FAULTS_TIMEOUT + 120))
+
+    def send(self, count, kind="slow", ids="ids.txt", pause=0):
+        """Send `count` idempotent tasks, appending their ids to the file `ids`."""
+        return self.faults("send", kind, count, self.path / ids, pause)
+
+    def wait_done(self, at_least="all", settle=False, ids="ids.txt"):
+        """Counts by state of the tasks in `ids`, once `at_least` of them succeeded."""
+        outcome = self.faults("wait", self.path / ids, at_least, *["--settle"] * settle)
+        if at_least != "all":
+            assert outcome["done"] >= at_least, f"tasks stopped completing: {outcome}"
+        return outcome
+
     def spawn(self, name, *args):
         """Run `python ARGS` in the background, logging to NAME.log in the project."""
         log = self.path / f"{name}.log"
@@ -164,3 +182,30 @@ class Project:
     def stop_all(self):
         for process in reversed(self.processes):
             process.stop()
+
+
+def pool_children(pid):
+    """The PIDs of a process's children (a worker's pool processes)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def alive(pid, timeout=10):
+    """Whether `pid` is still running after up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        if state == "Z":
+            return False
+        time.sleep(0.1)
+    return True

@@ -1,7 +1,9 @@
 import os
 
+import django
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
+from django.apps import apps
 from django.db import close_old_connections
 
 from . import broker  # noqa: F401 (makes filesystem:// the project's embedded broker)
@@ -16,6 +18,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # Load tasks.py from every installed Django app.
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def setup_django(**kwargs):
+    """Set Django up as soon as Celery has read its settings.
+
+    The worker and beat do it themselves, but `celery call` and `celery result`
+    first build the django-db result backend, which imports django-celery-results'
+    models and fails with AppRegistryNotReady (django-celery-results issue #20).
+    """
+    if not (apps.ready or apps.loading):
+        django.setup()
 
 
 @app.task(bind=True, ignore_result=True)
