@@ -1,4 +1,5 @@
 import pytest
+from kombu.transport import memory
 
 from {{ cookiecutter.project_slug }} import celery_app
 from {{ cookiecutter.project_slug }}.celery import debug_task
@@ -16,3 +17,10 @@ def test_debug_task_runs_on_a_worker(celery_session_worker, capsys):
     # debug_task ignores its result: store this one to wait for it.
     debug_task.apply_async(ignore_result=False).get(timeout=10)
     assert "Request: " in capsys.readouterr().out
+
+
+def test_worker_thread_uses_the_in_memory_broker(celery_session_worker):
+    # Not the development broker: tasks sent here never reach a running worker.
+    transport = celery_session_worker.consumer.connection.transport
+    assert type(transport) is memory.Transport
+    assert type(celery_app.connection_for_write().transport) is memory.Transport
