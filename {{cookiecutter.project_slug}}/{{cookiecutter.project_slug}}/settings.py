@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves STATIC_ROOT, right after the security headers are set.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -175,7 +177,22 @@ USE_TZ = True
 # https://docs.djangoproject.com/en/5.2/howto/static-files/
 
 STATIC_URL = "static/"
+# `manage.py collectstatic` gathers every app's static files here, and WhiteNoise
+# serves them: https://whitenoise.readthedocs.io/
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # With DEBUG off, pages link to the compressed copies with a hash of their
+    # content in their names that collectstatic writes, which WhiteNoise lets
+    # browsers cache for good. With DEBUG on (development, and the tests, which
+    # load .env) they link to each app's own files, so nothing needs collecting.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 
 # Security: HTTPS only, unless DEBUG is on or HTTPS=false (a site with no TLS
@@ -184,6 +201,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 HTTPS = env.bool("HTTPS", default=not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
+# Load balancers probe the health check over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 # Browsers remember to use HTTPS for this long; start low, raise once sure.
