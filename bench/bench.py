@@ -35,11 +35,20 @@ PY_SPY = Path(sys.executable).with_name("py-spy")  # installed by bench/requirem
 
 # Changes to the generated settings, applied by bench_settings.py.
 # The defaults before commit 867b2bf: with CELERY_DB_REUSE_MAX unset, Celery's Django fixup
-# closes every database connection before and after each task; kombu's own filesystem
-# transport lists the queue folder for every message and sleeps a whole polling interval
-# whenever the worker holds its prefetch limit.
+# closes every database connection before and after each task.
 PREVIOUS = {"-CELERY_DB_REUSE_MAX": None}
-KOMBU_TRANSPORT = {"CELERY_BROKER_TRANSPORT": "filesystem"}
+# kombu's own filesystem transport on the folders the embedded broker uses, polling every
+# 0.05 s as the generated settings did before the project's transport watched the folder.
+KOMBU_TRANSPORT = {
+    "CELERY_BROKER_TRANSPORT": "kombu.transport.filesystem:Transport",
+    "CELERY_BROKER_TRANSPORT_OPTIONS": {
+        "data_folder_in": "{BASE_DIR}/.broker/queue",
+        "data_folder_out": "{BASE_DIR}/.broker/queue",
+        "control_folder": "{BASE_DIR}/.broker/control",
+        "store_processed": False,
+        "polling_interval": 0.05,
+    },
+}
 PREVIOUS_EMBEDDED = PREVIOUS | KOMBU_TRANSPORT
 # cookiecutter-django's Celery settings (config/settings/base.py); everything else is
 # Celery's default. Broker and results come from CELERY_BROKER_URL and CELERY_RESULT_BACKEND.
@@ -58,7 +67,7 @@ COOKIECUTTER_DJANGO = {
     "CELERY_TASK_SEND_SENT_EVENT": True,
 }
 EARLY_ACK = {"CELERY_TASK_ACKS_LATE": False, "CELERY_TASK_REJECT_ON_WORKER_LOST": False}
-POLL = "CELERY_BROKER_TRANSPORT_OPTIONS.polling_interval"
+NO_INOTIFY = {"CELERY_BROKER_TRANSPORT_OPTIONS.inotify": False}
 
 
 @dataclass
@@ -111,12 +120,13 @@ def variants():
         on(redis_pg, "nodebug", "DEBUG off", {"DEBUG": False}),
         on(redis_pg, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
         on(redis_pg, "early-ack", "early acks (trade-off)", EARLY_ACK),
-        on(embedded, "previous", "previous defaults, kombu's transport, a connection per task",
+        on(embedded, "previous", "kombu's filesystem transport, a connection per task",
            PREVIOUS_EMBEDDED),
-        on(embedded, "kombu", "kombu's own filesystem transport", KOMBU_TRANSPORT),
+        on(embedded, "kombu", "kombu's own filesystem transport (polling 0.05 s)",
+           KOMBU_TRANSPORT),
         on(embedded, "age0", "a new SQLite connection per task (CONN_MAX_AGE 0)",
            {"DATABASES.default.CONN_MAX_AGE": 0}),
-        on(embedded, "poll100", "polling 0.1 s (the previous interval)", {POLL: 0.1}),
+        on(embedded, "polling", "no inotify: the folder listed every 0.1 s", NO_INOTIFY),
         on(embedded, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
         on(embedded, "early-ack", "early acks (trade-off)", EARLY_ACK),
     ]  # fmt: skip
@@ -294,6 +304,20 @@ class Bench:
             raise RuntimeError(
                 f"the worker died during {args[0]}: {last} (...) {lines[-1]}"
             ) from error
+
+    def backlog_check(self, v, waiting, tasks=2000, warmup=200):
+        """Throughput over `tasks` tasks taken from the queue after `warmup` others, with
+        `waiting` more queued behind them when the worker starts; then one process's cost
+        to list the queue folder and to claim a message, with the rest still waiting."""
+        project = self.project(v)
+        shutil.rmtree(project.path / ".broker", ignore_errors=True)
+        self.inproject(project, "fill", warmup + tasks + waiting)
+        worker = project.start_worker(f"worker-{v.key}-backlog-{waiting}")
+        try:
+            out = self.checked(worker, project, "drain", warmup, warmup + tasks)
+        finally:
+            worker.stop()
+        return out | self.inproject(project, "claim", min(1000, waiting) or 1)
 
     def restart_check(self, v, tasks=20):
         """Of `tasks` tasks sent just after PostgreSQL restarted under a running worker,
@@ -499,12 +523,18 @@ def parse():
         "--samples", type=int, default=100, help="round trips per latency run (default 100)"
     )
     parser.add_argument(
-        "--idle-seconds", type=float, default=10, help="idle CPU window (default 10)"
+        "--idle-seconds", type=float, default=30, help="idle CPU window (default 30)"
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=100_000,
+        help="tasks waiting in the embedded broker's backlog run (default 100000)",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="for development: 1 run, 200 tasks, 20 round trips, 3 s idle",
+        help="for development: 1 run, 200 tasks, 20 round trips, 3 s idle, backlog 5000",
     )
     parser.add_argument(
         "--only",
@@ -528,6 +558,7 @@ def parse():
     args = parser.parse_args()  # fmt: skip
     if args.quick:
         args.repeat, args.tasks, args.samples, args.idle_seconds = 1, 200, 20, 3
+        args.backlog = 5000
     args.out = args.out.resolve()
     return args
 
@@ -572,6 +603,13 @@ def main():
                     say(f"FAILED: {error}")
                     results["variants"][v.key]["runs"].append({"error": str(error)[-600:]})
                 save(results, args.out)  # so far: a crash of the run keeps it
+        for v in (v for v in chosen if v.key == report.GENERATED["embedded"]):
+            for repeat in range(1, args.repeat + 1):
+                for waiting in (0, args.backlog):
+                    say(f"run {repeat}/{args.repeat}: {v.key} with {waiting} tasks waiting")
+                    results["variants"][v.key].setdefault("backlog", {}).setdefault(
+                        str(waiting), []
+                    ).append(bench.backlog_check(v, waiting))
         for v in (v for v in chosen if v.restart):
             say(f"PostgreSQL restart under {v.key}")
             results["variants"][v.key]["restart"] = bench.restart_check(v)

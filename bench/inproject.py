@@ -5,6 +5,9 @@ Run with the project's interpreter, from the project's folder:
     python bench/inproject.py SLUG latency SAMPLES     # round trips of one task, one at a time
     python bench/inproject.py SLUG throughput TASKS    # TASKS tasks at once, until all are stored
     python bench/inproject.py SLUG first               # one task, its result read where stored
+    python bench/inproject.py SLUG fill TASKS          # send TASKS tasks, wait for nothing
+    python bench/inproject.py SLUG drain FROM TO       # rate of results FROM..TO (django-db)
+    python bench/inproject.py SLUG claim MESSAGES      # the embedded broker's cost per message
 
 SLUG is the project's package, or `bare` for bench/bare.py (Celery without Django, found
 on PYTHONPATH). Every command sends `add` and prints one JSON document on stdout.
@@ -129,6 +132,52 @@ def first(add):
     return {"task_id": result.id, "result": 5}
 
 
+def fill(add, tasks):
+    """Send `tasks` tasks for a worker started later; the result table starts empty."""
+    from django_celery_results.models import TaskResult
+
+    TaskResult.objects.all().delete()
+    started = time.perf_counter()
+    for i in range(tasks):
+        add.delay(i, i)
+    return {"sent": tasks, "send_seconds": time.perf_counter() - started}
+
+
+def drain(add, first, last):
+    """Tasks per second between the `first` and the `last` stored result."""
+    from django_celery_results.models import TaskResult
+
+    marks = {}
+    deadline = time.perf_counter() + TIMEOUT
+    while len(marks) < 2 and time.perf_counter() < deadline:
+        stored = TaskResult.objects.filter(status="SUCCESS").count()
+        for mark in (first, last):
+            if stored >= mark and mark not in marks:
+                marks[mark] = time.perf_counter()
+        time.sleep(WAIT_POLL)
+    if len(marks) < 2:
+        raise SystemExit(f"only {stored} results stored within {TIMEOUT} s")
+    return {"tasks_per_s": (last - first) / (marks[last] - marks[first])}
+
+
+def claim(add, messages):
+    """With the queue as it is (no worker running): the time one process takes to list the
+    queue folder, then to claim, read and acknowledge each of `messages` messages."""
+    from celery import current_app
+
+    with current_app.connection_for_read() as connection:
+        channel = connection.default_channel
+        started = time.perf_counter()
+        waiting = connection.transport.watch(Path(channel.data_folder_in)).waiting_for("celery")
+        listed = len(waiting)
+        listing = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(messages):
+            channel.basic_ack(channel.basic_get("celery").delivery_tag)
+        per_message = (time.perf_counter() - started) / messages
+    return {"waiting": listed, "listing_ms": listing * 1000, "claim_us": per_message * 1e6}
+
+
 def main():
     slug, command, *args = sys.argv[1:]
     add = load(slug)
@@ -138,6 +187,8 @@ def main():
         out = latency(add, int(args[0]))
     elif command == "throughput":
         out = throughput(add, int(args[0]), *map(float, args[1:]))
+    elif command in ("fill", "drain", "claim"):
+        out = globals()[command](add, *map(int, args))
     else:
         raise SystemExit(f"unknown command {command!r}")
     print(json.dumps(out))

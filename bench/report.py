@@ -157,6 +157,23 @@ def markdown(report):
             ["variant", "run", "error"],
             [(k, i, err[-300:].replace("|", "/")) for k, i, err in failures],
         )
+    backlog = backlog_summary(report)
+    if backlog:
+        empty = backlog[0]["tasks_per_s"]
+        lines += [
+            "",
+            "#### Embedded broker with a backlog",
+            "",
+            "Tasks waiting behind the timed ones when the worker starts: 2000 tasks are "
+            "timed after 200 others; then one process lists the queue folder and claims, "
+            "reads and acknowledges up to 1,000 messages with the rest waiting.",
+            "",
+        ]
+        lines += table(
+            ["tasks waiting", "tasks/s", "÷ empty queue", "listing, ms", "claim µs/message"],
+            [(f"{b['waiting']:,}", fmt(b["tasks_per_s"]), ratio(b["tasks_per_s"], empty),
+              fmt(b["listing_ms"], 1), fmt(b["claim_us"])) for b in backlog],
+        )  # fmt: skip
     lines += ["", "#### Targets", ""]
     lines += table(
         ["target", "previous defaults", "generated defaults", "best candidate"],
@@ -173,10 +190,12 @@ def verdicts(report):
     """(target, verdicts on the previous defaults, the generated ones and the best candidate)."""
     by = {k: v["summary"] for k, v in report["variants"].items()}
     a = by["a-bare"]["tasks_per_s"]
+    redis_sqlite = by.get("redis-db-sqlite", {}).get("tasks_per_s")
     targets = (
-        ("embedded round trip p50 ≤ 100 ms", "embedded", "p50_ms", 100, -1, "{:.1f} ms"),
-        ("embedded idle CPU < 1% of a core", "embedded", "idle_cpu_pct", 1, -1, "{:.2f}%"),
-        ("embedded ≥ 400 tasks/s", "embedded", "tasks_per_s", 400, 1, "{:.0f} tasks/s"),
+        ("embedded round trip p50 ≤ 10 ms", "embedded", "p50_ms", 10, -1, "{:.1f} ms"),
+        ("embedded idle CPU ≤ 0.1% of a core", "embedded", "idle_cpu_pct", 0.1, -1, "{:.3f}%"),
+        ("embedded ≥ 1.2 × Redis broker, same django-db SQLite results", "embedded",
+         "tasks_per_s", 1.2 * (redis_sqlite or float("inf")), 1, "{:.0f} tasks/s"),
         ("Redis + PostgreSQL ≥ 0.8 × (a)", "redis-pg", "tasks_per_s", 0.8 * a, 1,
          "{:.0f} tasks/s = {:.2f} × (a)"),
     )  # fmt: skip
@@ -190,10 +209,30 @@ def verdicts(report):
                 "–" if x is None else f"{'met' if met else '**missed**'}: " + text.format(x, x / a)
             )
         rows.append((target, *cells))
+    backlog = backlog_summary(report)
+    if backlog:
+        ratio_ = backlog[-1]["tasks_per_s"] / backlog[0]["tasks_per_s"]
+        rows.append(
+            (
+                f"embedded with {backlog[-1]['waiting']:,} waiting ≥ 0.8 × empty queue",
+                "–",
+                f"{'met' if ratio_ >= 0.8 else '**missed**'}: {ratio_:.2f} ×",
+                "(unchanged)",
+            )
+        )
     total = median([f["total"] for f in report["first_result"]])
     rows.append(("time to first result < 10 s", "–", f"{'met' if total < 10 else '**missed**'}: "
                  f"{total:.1f} s", "(unchanged)"))  # fmt: skip
     return rows
+
+
+def backlog_summary(report):
+    """Medians of the embedded default's backlog runs, by number of tasks waiting."""
+    runs = report["variants"].get(GENERATED["embedded"], {}).get("backlog", {})
+    return [
+        {"waiting": int(waiting)} | {k: median([r[k] for r in rs]) for k in rs[0]}
+        for waiting, rs in sorted(runs.items(), key=lambda item: int(item[0]))
+    ]
 
 
 def chart(report, path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
 
-from {{ cookiecutter.project_slug }}.broker import OWNER_CACHE, Transport
+from {{ cookiecutter.project_slug }}.broker import BOOT, HOST, OWNER_CACHE, Transport, recover
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -68,8 +68,26 @@ def end(process, how="kill"):
 
 
 def test_filesystem_url_is_the_projects_transport(tmp_path):
-    with connect(tmp_path) as conn:
+    with Connection(f"filesystem://{tmp_path}") as conn:  # the URL's path is the folder
         assert isinstance(conn.transport, Transport)
+        assert conn.default_channel.data_folder_in == str(tmp_path / "queue")
+
+
+@pytest.mark.parametrize(
+    "machine, restored",
+    [(f"another-host\n{BOOT}", True), (f"{HOST}\nanother-boot", True), ("elsewhere\nx", False)],
+    ids=["container-on-this-host", "before-a-reboot", "another-machine"],
+)
+def test_claims_of_another_machine_are_left_alone(tmp_path, machine, restored):
+    """An unlocked owner file is a dead owner, unless it names another machine (another name
+    and another kernel), whose locks this one cannot see."""
+    folder = tmp_path / "queue"
+    (folder / ".owners").mkdir(parents=True)
+    (folder / ".owners" / "1-abc").write_text(machine)
+    (folder / ".claimed" / "1-abc").mkdir(parents=True)
+    (folder / ".claimed" / "1-abc" / "00000000000000001_x.jobs.msg").write_text("{}")
+    assert recover(folder) == int(restored)
+    assert (folder / "00000000000000001_x.jobs.msg").exists() == restored
 
 
 def test_messages_claimed_by_a_killed_process_go_back_to_the_queue(tmp_path):

@@ -20,8 +20,9 @@ with what a worker needs to trust it:
   names the process that declared it; once that process is gone, messages for
   it are no longer stored.
 
-The folder must be on a local filesystem (file locks and inotify are not
-reliable over NFS). Layout, by default ``.broker/`` beside manage.py:
+The folder is ``.broker/`` beside manage.py, or the URL's path
+(``filesystem:///srv/myproject/broker``); it must be on a local filesystem (file
+locks and inotify are not reliable over NFS). Its layout:
 
     queue/<time>_<id>.<queue>.msg   messages waiting
     queue/.claimed/<owner>/         messages a process took and has not acknowledged
@@ -57,9 +58,19 @@ FOLDER = Path(__file__).resolve().parent.parent / ".broker"
 RECOVERY_INTERVAL = 5  # seconds between looks for the claims of dead processes
 OWNER_CACHE = 1  # seconds a queue owner's liveness is trusted before looking again
 STALE_TEMPORARY = 600  # seconds after which a half-written message file is removed
+# This machine: its name, and its kernel's boot id, which the containers of one host share.
+HOST = socket.gethostname()
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+BOOT = BOOT_ID.read_text().strip() if BOOT_ID.exists() else ""
 
 # inotify(7) constants.
 IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x8, 0x80, 0x4000
+
+
+def folder_of(client):
+    """The broker's folder, from the URL of a kombu Connection."""
+    path = client.virtual_host
+    return FOLDER if path in (None, "", "/") else Path("/", path)
 
 
 def queue_of(name):
@@ -84,7 +95,7 @@ class Owner:
         temporary = self.lock.with_name(f".{self.id}")
         self.fd = os.open(temporary, os.O_RDWR | os.O_CREAT, 0o600)
         flock(self.fd, LOCK_EX)
-        os.write(self.fd, socket.gethostname().encode())
+        os.write(self.fd, f"{HOST}\n{BOOT}".encode())
         os.rename(temporary, self.lock)
         self.claims.mkdir(parents=True)
 
@@ -130,8 +141,8 @@ def release_owners():
 
 def take_over(lock):
     """If the owner of lock file `lock` has died, lock it and return the open file
-    descriptor (-1 if the file is gone); None while the owner lives or lives on
-    another machine, which cannot be told from here."""
+    descriptor (-1 if the file is gone); None while the owner lives, or if it ran on
+    another machine (another name and another kernel), whose locks are not seen here."""
     mine = [owner for owner in _owners.values() if owner.lock == lock]
     if mine:
         return None
@@ -140,8 +151,8 @@ def take_over(lock):
     except FileNotFoundError:
         return -1
     try:
-        host = os.pread(fd, 255, 0).decode(errors="replace")
-        if host and host != socket.gethostname():
+        host, _, boot = os.pread(fd, 255, 0).decode(errors="replace").partition("\n")
+        if host and host != HOST and boot != BOOT:
             raise BlockingIOError
         flock(fd, LOCK_EX | LOCK_NB)
     except BlockingIOError:
@@ -279,15 +290,18 @@ class Channel(filesystem.Channel):
 
     @property
     def data_folder_in(self):
-        return self.transport_options.get("data_folder_in", str(FOLDER / "queue"))
+        queue = folder_of(self.connection.client) / "queue"
+        return self.transport_options.get("data_folder_in", str(queue))
 
     @property
     def data_folder_out(self):
-        return self.transport_options.get("data_folder_out", str(FOLDER / "queue"))
+        queue = folder_of(self.connection.client) / "queue"
+        return self.transport_options.get("data_folder_out", str(queue))
 
     @property
     def control_folder(self):
-        return Path(self.transport_options.get("control_folder", FOLDER / "control"))
+        control = folder_of(self.connection.client) / "control"
+        return Path(self.transport_options.get("control_folder", control))
 
     def _put(self, queue, payload, **kwargs):
         # Named like kombu's messages, with the time in microseconds since the epoch,
@@ -443,7 +457,7 @@ class Transport(filesystem.Transport):
         options = client.transport_options
         # kombu keeps one set of exchanges and bindings for every folder; a binding
         # known from one folder would then never be written to another's.
-        control = str(options.get("control_folder", FOLDER / "control"))
+        control = str(options.get("control_folder", folder_of(client) / "control"))
         self.state = _states.setdefault(control, BrokerState())
         self.inotify = options.get("inotify", sys.platform.startswith("linux"))
         self.recovery_interval = options.get("recovery_interval", RECOVERY_INTERVAL)
@@ -501,7 +515,7 @@ class Transport(filesystem.Transport):
     def register_with_event_loop(self, connection, loop):
         self._loop = loop
         options = self.client.transport_options
-        folder = Path(options.get("data_folder_in", FOLDER / "queue"))
+        folder = Path(options.get("data_folder_in", folder_of(self.client) / "queue"))
         os.makedirs(folder, exist_ok=True)
         watch = self.watch(folder)
         if watch.fd is not None:
