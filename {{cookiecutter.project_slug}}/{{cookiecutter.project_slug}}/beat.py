@@ -1,10 +1,12 @@
-"""A beat that shows it is alive, for `celery beat --scheduler {{ cookiecutter.project_slug }}.beat:Scheduler`.
+"""A scheduler that shows beat is alive; the deployment files start beat with
+`--scheduler {{ cookiecutter.project_slug }}.beat:Scheduler`.
 
 Beat answers no `celery inspect ping`. This scheduler touches a file at every tick
 instead (at least every 5 s), which `python manage.py checkbeat` reads, and under
 systemd it pings the unit's watchdog (Type=notify, WatchdogSec=).
 """
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -26,7 +28,10 @@ def notify_systemd(message):
     if address.startswith("@"):  # an abstract socket
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), address)
+        # Never wait: a ping systemd has no room for is skipped, the next tick sends one.
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.sendto(message.encode(), address)
 
 
 class Scheduler(DatabaseScheduler):
