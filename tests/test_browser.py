@@ -1,7 +1,10 @@
 """The task dashboard of the default project in headless Chromium, against real processes.
 
-runserver, a worker and beat run on the embedded (filesystem) broker; Playwright drives
-Debian's Chromium from this test process. The test saves a screenshot of the page in its
+The site runs as its Procfile says (release step with collectstatic, gunicorn with DEBUG
+off, a worker and beat), and as in development (runserver with DEBUG on), on the embedded
+(filesystem) broker; Playwright drives Debian's Chromium from this test process. No
+request of the page may fail but the one the test makes fail on purpose, and the browser
+may log no error. The test saves a screenshot of the page in its
 temporary folder; to refresh the one the generated project ships, name it:
 
     DASHBOARD_SCREENSHOT='{{cookiecutter.project_slug}}/docs/dashboard.png' \
@@ -13,10 +16,12 @@ import re
 import secrets
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from servers import free_port
+from test_production import serve_as_procfile
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No GPU, no sandbox (root), and no traffic of its own: the page must work offline.
@@ -44,8 +49,8 @@ PeriodicTask.objects.create(
 """
 
 
-@pytest.fixture
-def site(bake):
+@pytest.fixture(params=["procfile", "runserver"])
+def site(request, bake):
     """The default project migrated, with a staff user, served with a worker and beat."""
     project = bake()
     project.manage("migrate", "--no-input")
@@ -54,6 +59,8 @@ def site(bake):
     project.manage("createsuperuser", "--no-input", "--username", "admin", "--email", "a@b.org")
     del project.env["DJANGO_SUPERUSER_PASSWORD"]
     project.manage("shell", "-c", SETUP)
+    if request.param == "procfile":
+        return serve_as_procfile(project, ["web", "worker", "beat"]), password
     project.start_worker("worker", "--concurrency", "2")
     project.start_beat()
     port = free_port()
@@ -72,9 +79,19 @@ def page():
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
+            page.loaded, page.problems = [], []
+            page.on("response", lambda r: page.loaded.append((r.status, urlsplit(r.url).path)))
+            page.on("requestfailed", lambda r: page.problems.append(f"failed: {r.url}"))
+            page.on("pageerror", lambda error: page.problems.append(f"error: {error}"))
+            page.on("console", lambda m: m.type == "error" and page.problems.append(logged(m)))
             yield page
         finally:
             browser.close()
+
+
+def logged(message):
+    """A browser console message, with the path it is about."""
+    return f"console: {urlsplit(message.location['url']).path}: {message.text}"
 
 
 def start(page, task, **fields):
@@ -111,6 +128,13 @@ def test_dashboard_starts_tasks_and_shows_their_progress_and_results(site, page,
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     expect(page).to_have_url(f"{url}/tasks/")
+    # The admin's style sheet and the dashboard's script and style, under hashed names
+    # when DEBUG is off.
+    for static in ("admin/css/base", "demoapp/tasks"):
+        assert any(
+            re.fullmatch(rf"/static/{static}(\.[0-9a-f]{{12}})?\.(css|js)", path) and status == 200
+            for status, path in page.loaded
+        ), (static, page.loaded)
 
     add = start(page, "add", x=2, y=3)
     expect(add.locator(".state")).to_have_text("SUCCESS")
@@ -129,6 +153,7 @@ def test_dashboard_starts_tasks_and_shows_their_progress_and_results(site, page,
     page.locator('form.start:has(input[value="xsum"]) [name="numbers"]').fill("1, two")
     page.locator('form.start:has(input[value="xsum"])').get_by_role("button").click()
     expect(start_error).to_have_text("numbers: Enter whole numbers separated by commas.")
+    assert (400, "/tasks/start/") in page.loaded
 
     # A reload lists what finished in the results table, and beat's periodic task.
     page.reload()
@@ -153,6 +178,15 @@ def test_dashboard_starts_tasks_and_shows_their_progress_and_results(site, page,
     expect(failed.locator(".outcome")).to_contain_text("Widget 99 does not exist")
     long = start(page, "long_task", steps=10)
     expect(long.locator("progress")).to_have_attribute("value", re.compile("^[4-9]$"))
+
+    failed = [(status, path) for status, path in page.loaded if status >= 400]
+    assert failed == [(400, "/tasks/start/")], failed
+    # Chromium logs the 400 as a failed resource, and the favicon it asks for by itself (the
+    # site has none); nothing else.
+    expected = {"/tasks/start/": "status of 400", "/favicon.ico": "status of 404"}
+    for problem in page.problems:
+        _, path, text = problem.split(": ", 2)
+        assert expected.get(path, "unexpected") in text, page.problems
 
     screenshot = tmp_path / "dashboard.png"
     page.screenshot(path=screenshot, full_page=True)

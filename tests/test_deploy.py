@@ -1,4 +1,6 @@
-"""The deployment files of generated projects: compose.yaml, systemd units, Procfile."""
+"""The deployment files of generated projects: compose.yaml, systemd units, Procfile.
+
+What they run is run in tests/test_production.py."""
 
 import json
 import re
@@ -37,8 +39,15 @@ def test_compose_file(bake, compose_schema, answers):
     expected |= {"postgresql": {"postgres"}, "mysql": {"mariadb"}}.get(answers["database"], set())
     expected |= {"redis": {"redis"}, "rabbitmq": {"rabbitmq"}}.get(answers["broker"], set())
     assert set(services) == expected
+    # Every process has a health check: the web's /health/, the worker's ping, beat's ticks.
+    assert "http://127.0.0.1:8000/health/" in services["web"]["healthcheck"]["test"][-1]
+    assert "inspect ping" in services["worker"]["healthcheck"]["test"][-1]
     if "beat" in services:
-        assert services["beat"]["deploy"]["replicas"] == 1
+        beat = services["beat"]
+        assert beat["deploy"]["replicas"] == 1
+        assert f"--scheduler {project.slug}.beat:Scheduler" in beat["command"]
+        assert beat["healthcheck"]["test"][1:4] == ["python", "manage.py", "checkbeat"]
+        assert beat["environment"]["BEAT_HEARTBEAT"]
     for name, service in services.items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)  # nothing on public interfaces
@@ -52,10 +61,11 @@ def test_compose_file(bake, compose_schema, answers):
 @pytest.mark.parametrize("beat", ["y", "n"])
 def test_systemd_units(bake, beat):
     project = bake(use_celery_beat=beat)
-    units = sorted((project.path / "deploy" / "systemd").glob("*.service"))
-    assert [u.name for u in units] == ["celery-beat.service", "celery-worker.service"][
-        beat == "n" :
-    ]
+    units = sorted((project.path / "deploy" / "systemd").iterdir())
+    expected = ["celery-worker-health.service", "celery-worker-health.timer"]
+    expected += ["celery-worker.service", "web.service"]
+    expected += ["celery-beat.service"] if beat == "y" else []
+    assert [u.name for u in units] == sorted(expected)
     verify = shutil.which("systemd-analyze")
     assert verify, "systemd-analyze not found: apt-get install systemd"
     for unit in units:
@@ -68,10 +78,19 @@ def test_systemd_units(bake, beat):
         local.write_text(text)
         done = subprocess.run([verify, "verify", local], capture_output=True, text=True)
         assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    text = {unit.name: unit.read_text() for unit in units}
+    # The health unit pings the node name the worker unit gives its worker.
+    assert "--hostname celery@%H" in text["celery-worker.service"]
+    assert "--destination celery@%H" in text["celery-worker-health.service"]
+    assert f"try-restart {project.slug}-worker.service" in text["celery-worker-health.service"]
+    assert "Type=notify" in text["web.service"]  # gunicorn notifies systemd
     if beat == "y":
-        text = units[0].read_text()
-        pidfile = re.search(r"--pidfile (\S+)", text).group(1)
-        assert f"ExecStartPre=/bin/rm -f {pidfile}" in text
+        beat_unit = text["celery-beat.service"]
+        pidfile = re.search(r"--pidfile (\S+)", beat_unit).group(1)
+        assert f"ExecStartPre=/bin/rm -f {pidfile}" in beat_unit
+        # Its scheduler pings the watchdog at every tick.
+        assert f"--scheduler {project.slug}.beat:Scheduler" in beat_unit
+        assert "Type=notify" in beat_unit and "WatchdogSec=" in beat_unit
 
 
 def test_procfile(bake):
@@ -82,5 +101,7 @@ def test_procfile(bake):
     assert set(entries) == {"release", "web", "worker", "beat", "flower"}
     assert entries["worker"].startswith(f"celery -A {project.slug} worker")
     assert "--pidfile=" in entries["beat"]
+    assert f"--scheduler {project.slug}.beat:Scheduler" in entries["beat"]
+    assert entries["release"].endswith("&& python manage.py collectstatic --no-input")
     # The web command imports: gunicorn is a dependency and the WSGI module loads.
     project.run("-c", f"import gunicorn, {project.slug}.wsgi")
