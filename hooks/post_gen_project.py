@@ -17,6 +17,8 @@ OPTIONAL = {
     ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",
         "{{ cookiecutter.project_slug }}/admin.py",
+        "{{ cookiecutter.project_slug }}/beat.py",
+        "{{ cookiecutter.project_slug }}/management",
         "{{ cookiecutter.project_slug }}/migrations",
         "tests/test_beat_admin.py",
     ],
