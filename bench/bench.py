@@ -248,6 +248,8 @@ class Bench:
     def start_worker(self, v, project):
         if v.broker == "filesystem":  # no messages left over from an earlier variant
             shutil.rmtree(project.path / ".broker", ignore_errors=True)
+            for folder in ("queue", "control"):  # kombu's own transport creates none
+                (project.path / ".broker" / folder).mkdir(parents=True)
         return project.start_worker(f"worker-{v.key}")
 
     def server_pids(self, v):
@@ -317,7 +319,7 @@ class Bench:
             out = self.checked(worker, project, "drain", warmup, warmup + tasks)
         finally:
             worker.stop()
-        return out | self.inproject(project, "claim", min(1000, waiting) or 1)
+        return out | self.inproject(project, "claim", min(1000, waiting))
 
     def restart_check(self, v, tasks=20):
         """Of `tasks` tasks sent just after PostgreSQL restarted under a running worker,

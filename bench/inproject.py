@@ -174,8 +174,12 @@ def claim(add, messages):
         started = time.perf_counter()
         for _ in range(messages):
             channel.basic_ack(channel.basic_get("celery").delivery_tag)
-        per_message = (time.perf_counter() - started) / messages
-    return {"waiting": listed, "listing_ms": listing * 1000, "claim_us": per_message * 1e6}
+        per_message = (time.perf_counter() - started) / messages if messages else None
+    return {
+        "waiting": listed,
+        "listing_ms": listing * 1000,
+        "claim_us": per_message and per_message * 1e6,
+    }
 
 
 def main():

@@ -230,7 +230,8 @@ def backlog_summary(report):
     """Medians of the embedded default's backlog runs, by number of tasks waiting."""
     runs = report["variants"].get(GENERATED["embedded"], {}).get("backlog", {})
     return [
-        {"waiting": int(waiting)} | {k: median([r[k] for r in rs]) for k in rs[0]}
+        {"waiting": int(waiting)}
+        | {k: median([r[k] for r in rs if r[k] is not None]) for k in rs[0] if k != "waiting"}
         for waiting, rs in sorted(runs.items(), key=lambda item: int(item[0]))
     ]
 
