@@ -347,11 +347,16 @@ class Channel(filesystem.Channel):
             raise ChannelError(f"Cannot read file {str(claimed)!r} from queue") from exc
         try:
             payload = loads(data)
-            properties = payload["properties"]
-            properties["delivery_info"]["routing_key"]  # noqa: B018 (a message has one)
-            properties["delivery_tag"]  # noqa: B018
-        except (ValueError, TypeError, KeyError) as exc:
+        except ValueError as exc:  # empty, cut short, not JSON
             self._set_aside(claimed, exc)
+            return None
+        properties = payload.get("properties") if isinstance(payload, dict) else None
+        if not (
+            isinstance(properties, dict)
+            and "delivery_tag" in properties
+            and isinstance(properties.get("delivery_info"), dict)
+        ):
+            self._set_aside(claimed, "not a kombu message")
             return None
         return payload
 
@@ -360,7 +365,7 @@ class Channel(filesystem.Channel):
         bad.mkdir(exist_ok=True)
         with contextlib.suppress(OSError):
             os.rename(claimed, bad / claimed.name)
-        logger.error("Set aside message file %s: %s", bad / claimed.name, exc or "empty")
+        logger.error("Set aside message file %s: %s", bad / claimed.name, exc)
 
     def basic_consume(self, queue, no_ack, *args, **kwargs):
         if no_ack:
@@ -462,7 +467,7 @@ class Transport(filesystem.Transport):
         self.inotify = options.get("inotify", sys.platform.startswith("linux"))
         self.recovery_interval = options.get("recovery_interval", RECOVERY_INTERVAL)
         self._watches = {}
-        self._owners_seen = {}  # owner file -> (alive or None when absent, when checked)
+        self._owners_seen = {}  # owner file -> ("alive", "dead" or None, when looked up)
         self._loop = None
         self._loop_entries = []
         self._wake = None  # (read, write) ends of a pipe that on_settled writes to
