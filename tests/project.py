@@ -142,10 +142,14 @@ class Project:
 
     def spawn(self, name, *args):
         """Run `python ARGS` in the background, logging to NAME.log in the project."""
+        return self.launch(name, [self.python, *args])
+
+    def launch(self, name, command):
+        """Run `command` (a list) in the background in its own session, logging to NAME.log."""
         log = self.path / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                [str(self.python), *map(str, args)],
+                list(map(str, command)),
                 cwd=self.path,
                 env=self.environ(),
                 stdout=out,

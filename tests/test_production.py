@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import servers
 import yaml
-from project import Process, run
+from project import run
 from servers import free_port
 
 YEAR = 365 * 24 * 3600
@@ -34,19 +34,7 @@ def procfile(project):
 
 def spawn(project, name, command):
     """Run a shell command line in the background as `name`, as a platform would."""
-    log = project.path / f"{name}.log"
-    with log.open("ab") as out:
-        popen = subprocess.Popen(
-            ["sh", "-c", f"exec {command}"],
-            cwd=project.path,
-            env=project.environ(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    process = Process(name, popen, log)
-    project.processes.append(process)
-    return process
+    return project.launch(name, ["sh", "-c", f"exec {command}"])
 
 
 def get(url, headers=None):
