@@ -234,10 +234,8 @@ CELERY_TASK_TIME_LIMIT = 300
 
 # Options for the transport the broker URL names; BROKER_TRANSPORT_OPTIONS (JSON)
 # overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
-# The embedded broker (filesystem://) keeps its defaults in broker.py.
-if _broker_scheme == "filesystem":
-    _transport_options = {}
-elif _broker_scheme in ("redis", "rediss"):
+# The embedded broker (filesystem://) needs none: see broker.py.
+if _broker_scheme in ("redis", "rediss"):
     _transport_options = {
         # Redis hands an unacknowledged task to another worker after this long:
         # it must outlast the longest task, or long tasks run twice.
