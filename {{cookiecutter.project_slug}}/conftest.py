@@ -1,4 +1,5 @@
 import pytest
+from django.test import override_settings
 
 from {{ cookiecutter.project_slug }}.celery import app
 
@@ -8,12 +9,16 @@ pytest_plugins = ("celery.contrib.pytest",)
 
 @pytest.fixture(scope="session", autouse=True)
 def in_memory_broker():
-    """Send tasks through kombu's in-memory broker: no broker server needed.
+    """Send tasks through kombu's in-memory broker: no broker server needed, and
+    nothing reaches a development worker.
 
     Celery reads CELERY_BROKER_URL from the environment (where .env put it)
-    before its settings, so the environment is what the tests change.
+    before its settings: change both, so that they agree.
     """
-    with pytest.MonkeyPatch.context() as mp:
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        override_settings(CELERY_BROKER_URL="memory://"),
+    ):
         mp.setenv("CELERY_BROKER_URL", "memory://")
         yield
 

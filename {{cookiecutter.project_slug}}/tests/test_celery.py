@@ -19,8 +19,9 @@ def test_debug_task_runs_on_a_worker(celery_session_worker, capsys):
     assert "Request: " in capsys.readouterr().out
 
 
-def test_worker_thread_uses_the_in_memory_broker(celery_session_worker):
+def test_worker_thread_uses_the_in_memory_broker(celery_session_worker, settings):
     # Not the development broker: tasks sent here never reach a running worker.
     transport = celery_session_worker.consumer.connection.transport
     assert type(transport) is memory.Transport
     assert type(celery_app.connection_for_write().transport) is memory.Transport
+    assert settings.CELERY_BROKER_URL == celery_app.conf.broker_url == "memory://"
