@@ -121,18 +121,22 @@ def test_each_render_has_its_own_secret_key(bake):
     assert (first.path / ".env").read_text() != (second.path / ".env").read_text()
 
 
-def python312():
-    """pyenv's Python 3.12 (its shim fails unless 3.12 is selected), else one on PATH."""
-    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
-    found = found[-1] if found else shutil.which("python3.12")
-    assert found, "Python 3.12 not found: install it (pyenv install 3.12) to test Django 6"
+def pyenv_python(version):
+    """pyenv's newest Python `version` (e.g. "3.12"; its shim fails unless that version is
+    selected), else one on PATH."""
+    found = glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
+    found.sort(key=lambda path: [int(n) for n in re.findall(r"\d+", path.split("/")[-3])])
+    found = found[-1] if found else shutil.which(f"python{version}")
+    assert found, f"Python {version} not found: install it (pyenv install {version})"
     return found
 
 
 def test_default_project_on_python_312_with_django_6(bake, tmp_path):
     project = bake()
     project.python = make_venv(
-        tmp_path / "venv312", python312(), ["-r", project.path / "pyproject.toml", "--extra", "dev"]
+        tmp_path / "venv312",
+        pyenv_python("3.12"),
+        ["-r", project.path / "pyproject.toml", "--extra", "dev"],
     )
     version = project.run("-c", "import django; print(django.__version__)")
     assert version.startswith("6.0"), version
