@@ -78,6 +78,7 @@ def database_url(request):
     return url
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Tests that use a real server are marked `servers`, and run in one xdist group,
     so that each server starts once per session even when tests run in parallel."""

@@ -75,6 +75,14 @@ def states(ids):
     return Counter(rows.get(task_id, "MISSING") for task_id in ids)
 
 
+def unfinished(ids):
+    """The ids of the tasks that did not succeed."""
+    from django_celery_results.models import TaskResult
+
+    done = TaskResult.objects.filter(task_id__in=ids, status="SUCCESS").values_list("task_id")
+    return set(ids) - {task_id for (task_id,) in done}
+
+
 def idle():
     """True if no task is queued on the broker and no worker holds one."""
     from celery import current_app
@@ -115,6 +123,7 @@ def wait(ids, *args):
     return {
         "sent": len(ids),
         "done": counts["SUCCESS"],
+        "unfinished": sorted(unfinished(ids)),
         "states": dict(counts),
         "settled": settled,
         "timed_out": counts["SUCCESS"] < at_least and not settled,

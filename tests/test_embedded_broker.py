@@ -5,6 +5,7 @@ Crash and restart figures on every broker: tests/test_faults.py and docs/reliabi
 """
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -119,10 +120,15 @@ def test_warm_shutdown_with_a_backlog_loses_nothing(embedded):
     embedded.wait_done(at_least=500)
     worker.popen.send_signal(signal.SIGTERM)
     worker.popen.wait(60)  # a hang fails here, with TimeoutExpired
-    done = embedded.wait_done(at_least=0)["done"]
-    waiting = len(message_files(embedded, "*.celery.msg"))
-    print(f"FIGURES warm shutdown with a backlog: {sent} sent, {done} done, {waiting} waiting")
-    assert done + waiting == sent
+    outcome = embedded.wait_done(at_least=0)
+    queue = embedded.path / ".broker" / "queue"
+    waiting = {json.loads(path.read_text())["headers"]["id"] for path in queue.glob("*.msg")}
+    # Celery closes the broker connection, which puts back what is unacknowledged, before
+    # its pool finishes the running tasks: those ran and are waiting too (at least once).
+    again = len(waiting) - len(outcome["unfinished"])
+    print(f"FIGURES warm shutdown with a backlog: {sent} sent, {outcome['done']} done, "
+          f"{len(waiting)} waiting, {again} of them done already")  # fmt: skip
+    assert set(outcome["unfinished"]) <= waiting, "tasks neither done nor waiting"
     assert message_files(embedded, ".claimed/*/*") == []
 
 
