@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+import servers
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -38,12 +39,23 @@ PeriodicTask.objects.create(
 """
 
 
+@pytest.fixture(scope="module")
+def own_rabbitmq(tmp_path_factory):
+    """A RabbitMQ of this module's own: after these commands (shutdown, purge, multi, and
+    more) the session's RabbitMQ stopped answering the tests that came after them."""
+    server = servers.rabbitmq(tmp_path_factory.mktemp("cli-rabbitmq"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=COMBINATIONS)
 def project(request, bake, database_url):
     """A migrated project on the broker and database its answers name."""
     answers = request.param
     project = bake(**answers)
-    if "broker" in answers:
+    if answers.get("broker") == "rabbitmq":
+        project.env["CELERY_BROKER_URL"] = request.getfixturevalue("own_rabbitmq").url
+    elif "broker" in answers:
         project.env["CELERY_BROKER_URL"] = request.getfixturevalue("server")(answers["broker"]).url
     project.env["DATABASE_URL"] = database_url(answers.get("database", "sqlite"))
     project.manage("migrate", "--no-input")
