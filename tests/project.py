@@ -87,8 +87,12 @@ class Process:
             self.popen.send_signal(sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
+        # Once our process is reaped, a live process with its PID is another's (PIDs wrap
+        # around at 32768 here), and so is that process group: never signal it.
+        reused = self.popen.returncode is not None and Path(f"/proc/{self.pid}").exists()
+        if not reused:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
         self.popen.wait(10)
 
 
