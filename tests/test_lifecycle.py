@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from cookiecutter.main import cookiecutter
-from project import TEMPLATE, make_venv, run
-from test_render import MATRIX, ROWS, pyenv_python
+from project import TEMPLATE, run
+from test_render import MATRIX, ROWS, assert_project_checks_pass, install_on_python
 
 BIN = Path(sys.executable).parent
 
@@ -131,35 +131,21 @@ def test_ci_files_hold_no_template_text(renders):
 def test_project_without_beat_on_python_312_runs_django_61(bake, tmp_path):
     """Without django-celery-beat, nothing holds Django below 6.1."""
     project = bake(use_celery_beat="n")
-    project.python = make_venv(
-        tmp_path / "venv312",
-        pyenv_python("3.12"),
-        ["-r", project.path / "pyproject.toml", "--extra", "dev"],
-    )
+    install_on_python(project, "3.12", tmp_path / "venv312")
     version = project.run("-c", "import django; print(django.__version__)")
     assert version.startswith("6.1."), version
-    project.manage("check", "--fail-level", "WARNING")
-    project.manage("makemigrations", "--check", "--dry-run")
-    project.manage("migrate", "--no-input")
-    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert_project_checks_pass(project)
 
 
 def test_default_project_on_python_313(bake, tmp_path):
     project = bake()
-    project.python = make_venv(
-        tmp_path / "venv313",
-        pyenv_python("3.13"),
-        ["-r", project.path / "pyproject.toml", "--extra", "dev"],
-    )
+    install_on_python(project, "3.13", tmp_path / "venv313")
     beat = project.run(
         "-c",
         "import importlib.metadata as m; print(m.version('django-celery-beat'))",
     )
     assert beat.startswith("2.9"), beat  # not the silent fallback to beat 2.1
-    project.manage("check", "--fail-level", "WARNING")
-    project.manage("makemigrations", "--check", "--dry-run")
-    project.manage("migrate", "--no-input")
-    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert_project_checks_pass(project)
 
 
 GIT_ENV = {

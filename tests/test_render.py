@@ -131,16 +131,24 @@ def pyenv_python(version):
     return found
 
 
-def test_default_project_on_python_312_with_django_6(bake, tmp_path):
-    project = bake()
+def install_on_python(project, version, folder):
+    """Give `project` a virtual environment in `folder` on pyenv's Python `version`."""
     project.python = make_venv(
-        tmp_path / "venv312",
-        pyenv_python("3.12"),
-        ["-r", project.path / "pyproject.toml", "--extra", "dev"],
+        folder, pyenv_python(version), ["-r", project.path / "pyproject.toml", "--extra", "dev"]
     )
-    version = project.run("-c", "import django; print(django.__version__)")
-    assert version.startswith("6.0"), version
+
+
+def assert_project_checks_pass(project):
+    """Django's checks, no missing migration, migrate, and the project's own tests."""
     project.manage("check", "--fail-level", "WARNING")
     project.manage("makemigrations", "--check", "--dry-run")
     project.manage("migrate", "--no-input")
     project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def test_default_project_on_python_312_with_django_6(bake, tmp_path):
+    project = bake()
+    install_on_python(project, "3.12", tmp_path / "venv312")
+    version = project.run("-c", "import django; print(django.__version__)")
+    assert version.startswith("6.0"), version
+    assert_project_checks_pass(project)
