@@ -86,3 +86,12 @@ def pytest_collection_modifyitems(items):
         if "server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("servers"):
             item.add_marker(pytest.mark.servers)
             item.add_marker(pytest.mark.xdist_group("servers"))
+
+
+def pytest_runtest_setup(item):
+    """A server test that xdist did not group fails, rather than starting its servers
+    again in the other worker (grouping once stopped, silently, after a pytest
+    upgrade: pytest-xdist#1386)."""
+    grouping = item.config.getoption("loadgroup", False) and item.get_closest_marker("servers")
+    if grouping and not item.nodeid.endswith("@servers"):
+        pytest.fail("--dist loadgroup did not put this test in the servers group", pytrace=False)

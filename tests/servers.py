@@ -13,6 +13,7 @@ RabbitMQ and MariaDB run as their own system users.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -20,7 +21,6 @@ import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -68,17 +68,30 @@ def _probe(command: list, timeout: float = 5) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _folder_for(user: str, folder: Path) -> None:
-    """Create `folder` owned by `user`, who must also be able to reach it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.chown(folder, user, user)
-    # pytest makes its temporary folders 0700: let the service user pass through.
-    for parent in folder.parents:
-        if not parent.is_relative_to(tempfile.gettempdir()):
-            break
-        mode = parent.stat()
-        if mode.st_uid == os.geteuid() and not mode.st_mode & stat.S_IXOTH:
-            parent.chmod(mode.st_mode | stat.S_IXOTH)
+def _folder_for(user: str, folder: Path) -> Path:
+    """A folder `user` owns and can reach, standing in for `folder`; its real path.
+
+    pytest resets its root (/tmp/pytest-of-<user>) to mode 0700 whenever a pytest
+    session starts there, as the generated projects' own test runs do, and a server
+    running as another user then loses its data mid-run. So the data live in a
+    folder of their own in /tmp, `folder` links to it, and they move back into
+    `folder`, logs and all, when the tests' process exits.
+    """
+    if folder.is_symlink():
+        return folder.resolve()
+    if folder.is_dir():
+        folder.rmdir()  # as tmp_path_factory.mktemp() leaves it: empty
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    real = Path(tempfile.mkdtemp(prefix=f"{folder.name}-"))
+    shutil.chown(real, user, user)
+    folder.symlink_to(real, target_is_directory=True)
+    atexit.register(_move_back, real, folder)
+    return real
+
+
+def _move_back(real: Path, folder: Path) -> None:
+    folder.unlink()
+    shutil.move(real, folder)
 
 
 def _state(pid: int) -> str | None:
@@ -136,6 +149,7 @@ class Server:
     folder: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
 
+    user = ""  # the system user it runs as; "" for root
     log_name = "server.log"  # in `folder`; quoted when the server fails to start
     pid_name = ""  # in `folder`, for servers that detach: first line is the PID
 
@@ -214,6 +228,7 @@ class _Redis(Server):
 
 
 class _PostgreSQL(Server):
+    user = "postgres"
     log_name, pid_name = "postgresql.log", "data/postmaster.pid"
 
     def _as_postgres(self, program: str, *args: str | Path) -> list:
@@ -224,7 +239,6 @@ class _PostgreSQL(Server):
         return self._as_postgres("pg_ctl", "-D", self.folder / "data", *args)
 
     def _launch(self) -> None:
-        _folder_for("postgres", self.folder)
         data = self.folder / "data"
         if stale := self._pid():  # killed: it refuses to start while its zombie lingers
             _wait_until(lambda: _state(stale) != "Z", STOP_TIMEOUT, "a zombie to go")
@@ -253,6 +267,7 @@ class _PostgreSQL(Server):
 class _RabbitMQ(Server):
     dist_port: int = field(default_factory=free_port)  # Erlang distribution
     epmd_port: int = field(default_factory=free_port)  # our own Erlang port mapper
+    user = "rabbitmq"
     log_name, pid_name = "log/rabbit@localhost.log", "rabbitmq.pid"
 
     def _env(self) -> dict:
@@ -273,7 +288,6 @@ class _RabbitMQ(Server):
         }
 
     def _launch(self) -> None:
-        _folder_for("rabbitmq", self.folder)
         (self.folder / "enabled_plugins").write_text("[].\n")
         (self.folder / self.pid_name).unlink(missing_ok=True)  # stale after a kill -9
         _run([binary("rabbitmq-server"), "-detached"], self._env())
@@ -300,10 +314,10 @@ class _RabbitMQ(Server):
 
 
 class _MariaDB(Server):
+    user = "mysql"
     log_name = "mariadb.log"
 
     def _launch(self) -> None:
-        _folder_for("mysql", self.folder)
         cnf, sock = self.folder / "my.cnf", self.folder / "mysqld.sock"  # /etc/mysql is not read
         cnf.write_text(
             f"[mysqld]\nuser = mysql\ndatadir = {self.folder / 'data'}\nsocket = {sock}\n"
@@ -330,8 +344,10 @@ class _MariaDB(Server):
 
 
 def _started(kind: type[Server], name: str, url: str, folder: Path) -> Server:
-    port = free_port()
-    server = kind(name, url.format(port=port), port, Path(folder).absolute())
+    port, folder = free_port(), Path(folder).absolute()
+    if kind.user:
+        folder = _folder_for(kind.user, folder)
+    server = kind(name, url.format(port=port), port, folder)
     server.start()
     return server
 

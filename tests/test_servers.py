@@ -2,12 +2,14 @@
 
 import base64
 import json
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 from demo import scenario
-from servers import free_port
+from project import run
+from servers import binary, free_port
 
 pytestmark = pytest.mark.servers
 
@@ -105,3 +107,15 @@ def test_two_workers_on_one_redis_broker_with_the_long_queue_routed(bake, server
     by_worker = outcome["workers"]
     assert set(by_worker["demoapp.tasks.long_task"]) == {"long"}
     assert set(by_worker["demoapp.tasks.add"]) == {"short"}
+
+
+def test_servers_keep_their_data_when_another_pytest_session_starts(server, tmp_path):
+    """Each pytest session makes pytest's temporary root 0700 as it starts, as the
+    generated projects' own test runs do; servers that run as their own system users
+    must keep reaching their data all the same."""
+    rabbitmq, postgresql = server("rabbitmq"), server("postgresql")
+    (tmp_path / "test_one.py").write_text("def test_one(tmp_path):\n    pass\n")
+    run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tmp_path], cwd=tmp_path)
+
+    run([binary("psql"), postgresql.url, "-c", "CHECKPOINT"])  # opens files by their full path
+    run(["runuser", "-u", "rabbitmq", "--", "test", "-w", rabbitmq.folder / "mnesia"])
