@@ -50,7 +50,9 @@ def load(slug):
 
 def stores_rows(task):
     """True when results are TaskResult rows (django-db), which can be counted."""
-    return type(task.backend).__module__ == "django_celery_results.backends.database"
+    from django_celery_results.backends import DatabaseBackend
+
+    return isinstance(task.backend, DatabaseBackend)
 
 
 def percentile(samples, p):

@@ -23,6 +23,10 @@ OPTIONAL = {
         "tests/test_beat_admin.py",
     ],
     ("result_backend", "django-cache"): ["tests/test_result_cache.py"],
+    ("result_backend", "django-db"): [
+        "{{ cookiecutter.project_slug }}/results.py",
+        "tests/test_results.py",
+    ],
 }
 
 

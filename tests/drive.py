@@ -28,11 +28,17 @@ def setup(slug):
     django.setup()
 
 
+def in_database():
+    """Whether results are TaskResult rows (django-db: the project's backend is built on it)."""
+    from celery import current_app
+    from django_celery_results.backends import DatabaseBackend
+
+    return isinstance(current_app.backend, DatabaseBackend)
+
+
 def stored(results):
     """The results as the result backend stored them (TaskResult rows for django-db)."""
-    from django.conf import settings
-
-    if settings.CELERY_RESULT_BACKEND != "django-db":
+    if not in_database():
         return [
             {"task_id": r.id, "task_name": r.name, "status": r.state, "result": r.result}
             for r in results
@@ -78,7 +84,6 @@ def demo():
 def periodic():
     """Schedule a rename every second through the ORM; wait until beat sent it and it ran."""
     from demoapp.models import Widget
-    from django.conf import settings
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
     from django_celery_results.models import TaskResult
 
@@ -92,7 +97,7 @@ def periodic():
         args=json.dumps([widget.pk, "renamed by beat"]),
     )
     # The cache backend keeps no list of results: there, the renamed widget must do.
-    results_in_db = settings.CELERY_RESULT_BACKEND == "django-db"
+    results_in_db = in_database()
     deadline = time.monotonic() + DEMO_TIMEOUT
     while time.monotonic() < deadline:
         widget.refresh_from_db()
@@ -148,10 +153,46 @@ def counter():
     }
 
 
+def cleanup():
+    """Beat's cleanup of expired results sent to the worker, and `add` tasks sent one at a
+    time until it is done: how many ran meanwhile, how many failed, and after how many of
+    them part of the expired rows was gone (a reader sees a DELETE only once it commits)."""
+    from celery import current_app
+    from demoapp.tasks import add
+    from django.utils import timezone
+    from django_celery_results.models import TaskResult
+
+    cutoff = timezone.now() - current_app.conf.result_expires
+    expired = TaskResult.objects.filter(date_done__lt=cutoff)
+    before = expired.count()
+    started = time.monotonic()
+    job = current_app.send_task("celery.backend_cleanup")
+    round_trips, failures, partly_deleted = [], [], 0
+    while not job.ready():
+        sent = time.monotonic()
+        try:
+            add.delay(2, 3).get(timeout=DEMO_TIMEOUT, interval=0.01)
+        except Exception as error:  # a task that failed: counted, and the run goes on
+            failures.append(repr(error))
+        round_trips.append(time.monotonic() - sent)
+        partly_deleted += 0 < expired.count() < before
+    return {
+        "expired": before,
+        "left": expired.count(),
+        "cleanup": job.status,
+        "seconds": time.monotonic() - started,
+        "during": len(round_trips),
+        "partly_deleted": partly_deleted,
+        "failures": failures[:5],
+        "slowest_s": max(round_trips, default=0),
+    }
+
+
 def main():
     slug, command = sys.argv[1:3]
     setup(slug)
-    commands = {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter}
+    commands = {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter,
+                "cleanup": cleanup}  # fmt: skip
     print(json.dumps(commands[command]()))
 
 

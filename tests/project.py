@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,17 @@ def make_venv(path, python, requirements=(), editable=None, extras=()):
     args += list(requirements)
     uv(*args)
     return venv_python
+
+
+def upstream_source(package, version, folder):
+    """The source of `package` `version` from its sdist (which ships its tests), in `folder`."""
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                "--no-binary", ":all:", f"{package}=={version}", "-d", folder]  # fmt: skip
+    run(download)
+    [sdist] = Path(folder).glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(folder, filter="data")
+    return sdist.with_name(sdist.name.removesuffix(".tar.gz"))
 
 
 @dataclass

@@ -9,12 +9,10 @@ import json
 import os
 import re
 import signal
-import sys
-import tarfile
 import time
 
 import pytest
-from project import alive, make_venv, pool_children, run
+from project import alive, make_venv, pool_children, run, upstream_source
 
 CONCURRENCY = 2
 # kombu's tests that check kombu's own implementation rather than a transport's
@@ -40,12 +38,7 @@ def test_kombus_filesystem_transport_tests_pass(bake, tmp_path):
     project installs, with the project's transport in place of kombu's."""
     project = bake(use_celery_beat="n")
     version = project.run("-c", "import kombu; print(kombu.__version__)").strip()
-    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-           ":all:", f"kombu=={version}", "-d", tmp_path]  # fmt: skip
-    run(pip)
-    with tarfile.open(tmp_path / f"kombu-{version}.tar.gz") as sdist:
-        sdist.extractall(tmp_path, filter="data")
-    source = tmp_path / f"kombu-{version}"
+    source = upstream_source("kombu", version, tmp_path)
     upstream = source / "t" / "unit" / "transport" / "test_filesystem.py"
     text, count = re.subn(
         r"""transport=(['"])filesystem\1""",

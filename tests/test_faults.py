@@ -39,12 +39,12 @@ redis_databases = itertools.count(1)  # one Redis database per test: no stray me
 @pytest.fixture
 def deploy(bake, server, database_url):
     """deploy(broker): a migrated project and its worker; SQLite on the embedded
-    broker, PostgreSQL with a server broker (SQLite is for one machine)."""
+    broker, PostgreSQL with a server broker (SQLite is for one machine) unless told."""
 
     projects = []
 
-    def deploy(broker, transport_options=None):
-        database = "sqlite" if broker == "filesystem" else "postgresql"
+    def deploy(broker, transport_options=None, database=None):
+        database = database or ("sqlite" if broker == "filesystem" else "postgresql")
         # Beat plays no part here: leaving it out saves its migrations.
         project = bake(broker=broker, database=database, use_celery_beat="n")
         project.env["DATABASE_URL"] = database_url(database)
@@ -140,6 +140,19 @@ def test_broker_restart(deploy, server, broker):
     assert sent_by_restart_end < TASKS, "the producer finished before the broker was back"
     assert outcome["done"] == outcome["sent"] == TASKS, outcome
     assert "Connection to broker lost" in worker.output()
+
+
+@pytest.mark.parametrize("database", ["postgresql", "mysql"])
+def test_database_restart_while_tasks_run(deploy, server, database):
+    """Restart the database while tasks store their progress and results: each write that
+    fails is tried again on a new connection (results.py), so every task is done."""
+    project, _ = deploy("redis", database=database)
+    project.send(TASKS)
+    project.wait_done(at_least=10)
+    server({"mysql": "mariadb"}.get(database, database)).restart()
+    outcome = project.wait_done()
+    report(f"{database} restart while tasks run", "redis", outcome, project)
+    assert outcome["done"] == outcome["sent"] == TASKS, outcome
 
 
 def test_database_restart(deploy, server):

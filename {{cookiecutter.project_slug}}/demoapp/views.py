@@ -8,7 +8,6 @@ from celery import states
 from celery.backends.base import KeyValueStoreBackend
 from celery.result import AsyncResult
 from django import forms
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -20,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 {%- if cookiecutter.use_celery_beat == "y" %}
 from django_celery_beat.models import PeriodicTask
 {%- endif %}
+from django_celery_results.backends import DatabaseBackend
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
@@ -88,8 +88,8 @@ def dashboard(request):
         context["forms"] = {
             name: form_class(auto_id=f"{name}_%s") for name, (_, form_class) in TASKS.items()
         }
-    # Only the django-db backend keeps rows that can be listed.
-    if settings.CELERY_RESULT_BACKEND == "django-db":
+    # Only a database result backend keeps rows that can be listed.
+    if isinstance(tasks.add.backend, DatabaseBackend):
         context["results"] = TaskResult.objects.annotate(
             runtime=F("date_done") - F("date_created")
         ).order_by("-date_done")[:RECENT_RESULTS]

@@ -276,8 +276,12 @@ CELERY_TASK_ROUTES = {}
 {%- if cookiecutter.result_backend == "django-db" %}
 
 # Results are rows of django-celery-results' TaskResult: they survive restarts
-# and show in the admin.
-CELERY_RESULT_BACKEND = "django-db"
+# and show in the admin. results.py writes each state change in one statement.
+CELERY_RESULT_BACKEND = "{{ cookiecutter.project_slug }}.results:DatabaseBackend"
+# A result that cannot be stored or read because the database went away is
+# tried again on a new connection, for about a minute.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 20
 {%- else %}
 
 # Results go through Django's cache (the database table in CACHES) via
