@@ -36,7 +36,8 @@ PY_SPY = Path(sys.executable).with_name("py-spy")  # installed by bench/requirem
 # Changes to the generated settings, applied by bench_settings.py.
 # The defaults before commit 867b2bf: with CELERY_DB_REUSE_MAX unset, Celery's Django fixup
 # closes every database connection before and after each task.
-PREVIOUS = {"-CELERY_DB_REUSE_MAX": None}
+LIBRARY_BACKEND = {"CELERY_RESULT_BACKEND": "django-db"}
+PREVIOUS = {"-CELERY_DB_REUSE_MAX": None} | LIBRARY_BACKEND
 # kombu's own filesystem transport on the folders the embedded broker uses, polling every
 # 0.05 s as the generated settings did before the project's transport watched the folder.
 KOMBU_TRANSPORT = {
@@ -99,6 +100,8 @@ def variants():
     side = [
         Variant("a-bare", "(a) bare Celery: Redis + Redis results", "redis", "redis", "",
                 group="side"),
+        Variant("a-limit", "(a') limit: bare Celery, Redis + one upsert per state change into "
+                "PostgreSQL", "redis", "upsert", "postgresql", group="side"),
         Variant("c-cookiecutter-django", "(c) cookiecutter-django's settings: Redis + Redis "
                 "results", "redis", "redis", "postgresql", COOKIECUTTER_DJANGO, group="side"),
     ]  # fmt: skip
@@ -113,6 +116,8 @@ def variants():
     prefetch4 = {"CELERY_WORKER_PREFETCH_MULTIPLIER": 4}
     candidates = [
         on(redis_pg, "previous", "previous default, a new connection per task", PREVIOUS),
+        on(redis_pg, "library", "django-celery-results' own backend (get_or_create, save)",
+           LIBRARY_BACKEND),
         on(redis_pg, "nocheck", "no health checks", no_checks),
         on(redis_pg, "pool", "psycopg pool",
            {"DATABASES.default.CONN_MAX_AGE": 0, "DATABASES.default.OPTIONS.pool": True}),
@@ -122,6 +127,8 @@ def variants():
         on(redis_pg, "early-ack", "early acks (trade-off)", EARLY_ACK),
         on(embedded, "previous", "kombu's filesystem transport, a connection per task",
            PREVIOUS_EMBEDDED),
+        on(embedded, "library", "django-celery-results' own backend (get_or_create, save)",
+           LIBRARY_BACKEND),
         on(embedded, "kombu", "kombu's own filesystem transport (polling 0.05 s)",
            KOMBU_TRANSPORT),
         on(embedded, "age0", "a new SQLite connection per task (CONN_MAX_AGE 0)",
@@ -230,12 +237,16 @@ class Bench:
             env["DATABASE_URL"] = self.pg_url
         if v.results == "redis":  # Celery reads it from the environment, over the settings
             env["CELERY_RESULT_BACKEND"] = self.servers["redis"].url
+        if v.results == "upsert":
+            env["CELERY_RESULT_BACKEND"] = "bare:UpsertBackend"
+            env["BARE_DATABASE_URL"] = self.pg_url
         if v.settings:
             env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
             env["BENCH_BASE_SETTINGS"] = "my_project.settings"
             env["BENCH_SETTINGS"] = json.dumps(v.settings)
         path = self.cache_path if v.results == "django-cache" else self.db_path
-        project = Project(self.work / "bare" if v.key == "a-bare" else path, self.python, env)
+        bare = v.key in ("a-bare", "a-limit")
+        project = Project(self.work / "bare" if bare else path, self.python, env)
         self.projects.append(project)
         return project
 
@@ -254,7 +265,7 @@ class Bench:
 
     def server_pids(self, v):
         pids = {"database": [], "broker": []}
-        if v.database == "postgresql" and v.results == "django-db":
+        if v.database == "postgresql" and v.results in ("django-db", "upsert"):
             pids["database"].append(self.servers["postgresql"]._pid())
         for kind in {v.broker, v.results} & {"redis", "rabbitmq"}:
             pids["broker"].append(self.servers[kind]._pid())

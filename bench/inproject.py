@@ -49,10 +49,9 @@ def load(slug):
 
 
 def stores_rows(task):
-    """True when results are TaskResult rows (django-db), which can be counted."""
-    from django_celery_results.backends import DatabaseBackend
-
-    return isinstance(task.backend, DatabaseBackend)
+    """True when results are TaskResult rows (django-db, or a backend built on it)."""
+    library = "django_celery_results.backends.database"
+    return any(cls.__module__ == library for cls in type(task.backend).__mro__)
 
 
 def percentile(samples, p):

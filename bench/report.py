@@ -21,6 +21,7 @@ GENERATED = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresq
 BEST = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql+nostarted"}
 SIDE = {
     "a-bare": None,
+    "a-limit": None,
     "filesystem-db-sqlite": "(b) generated default, embedded: filesystem + django-db, SQLite",
     "redis-db-postgresql": "(b) generated defaults moved to Redis + django-db, PostgreSQL",
     "c-cookiecutter-django": None,

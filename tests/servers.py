@@ -90,8 +90,11 @@ def _folder_for(user: str, folder: Path) -> Path:
 
 
 def _move_back(real: Path, folder: Path) -> None:
-    folder.unlink()
-    shutil.move(real, folder)
+    if folder.is_symlink():
+        folder.unlink()
+        shutil.move(real, folder)
+    else:  # the link went with its parent folder: so do the data
+        shutil.rmtree(real, ignore_errors=True)
 
 
 def _state(pid: int) -> str | None:
