@@ -41,6 +41,7 @@ TEXT_SUFFIXES = {
     ".txt",
     ".gitignore",
     ".yaml",
+    ".yml",
     ".cfg",
     ".html",
     "",

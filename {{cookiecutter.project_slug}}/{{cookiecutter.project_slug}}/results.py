@@ -14,6 +14,7 @@ daily cleanup never holds the database's write lock for long.
 from celery import states
 from celery.utils.time import maybe_timedelta
 from django.db import InterfaceError, OperationalError, connections, router
+from django.db.models.constants import OnConflict
 from django.db.models.functions import Now
 from django.utils import timezone
 from django_celery_results.backends.database import DatabaseBackend as LibraryBackend
@@ -52,14 +53,20 @@ class DatabaseBackend(LibraryBackend):
         return group_result
 
     def _upsert(self, model, using, key, fields):
-        """Insert the row `key` names, or update `fields` (and date_done) if it exists."""
+        """Insert the row `key` names, or update `fields` (and date_done) if it exists.
+
+        One statement, outside a transaction: bulk_create(update_conflicts=True) would
+        build it inside one, and hold SQLite's write lock all the while.
+        """
         using = using or router.db_for_write(model)
         with_target = connections[using].features.supports_update_conflicts_with_target
-        model._default_manager.db_manager(using).bulk_create(
+        get_field = model._meta.get_field
+        model._default_manager.db_manager(using)._insert(
             [model(**key, **fields)],
-            update_conflicts=True,
-            unique_fields=list(key) if with_target else None,  # MySQL: any unique key
-            update_fields=[*fields, "date_done"],
+            fields=[field for field in model._meta.concrete_fields if not field.primary_key],
+            on_conflict=OnConflict.UPDATE,
+            update_fields=[get_field(name) for name in (*fields, "date_done")],
+            unique_fields=[get_field(name) for name in key] if with_target else None,
         )
 
     def exception_safe_to_retry(self, exc):
