@@ -1,7 +1,9 @@
 """Real Redis, PostgreSQL, RabbitMQ and MariaDB servers for the tests.
 
 Each server listens on 127.0.0.1 only, on a free port, keeps its data and log in
-the folder it is given, and is stopped by its PID, never by a process name.
+the folder it is given (for servers that run as their own user, a link to a folder
+in /tmp until the tests exit: see _folder_for), and is stopped by its PID, never by
+a process name.
 `scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
 RabbitMQ and MariaDB run as their own system users.
 

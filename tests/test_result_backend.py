@@ -46,13 +46,8 @@ def library_tests(tmp_path_factory, project_python):
     install, importing the generated backend in place of the library's."""
     folder = tmp_path_factory.mktemp("django-celery-results")
     rendered = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(folder)))
-    version = run(
-        [
-            project_python,
-            "-c",
-            "from importlib.metadata import version; print(version('django-celery-results'))",
-        ]  # fmt: skip
-    ).strip()
+    code = "import django_celery_results; print(django_celery_results.__version__)"
+    version = run([project_python, "-c", code]).strip()
     source = upstream_source("django-celery-results", version, folder)
     shutil.copy(rendered / rendered.name / "results.py", source / "t" / "project_results.py")
     (source / "t" / "project_settings.py").write_text(textwrap.dedent(SETTINGS))
