@@ -26,6 +26,7 @@ OPTIONAL = {
     ("result_backend", "django-db"): [
         "{{ cookiecutter.project_slug }}/results.py",
         "tests/test_results.py",
+        "tests/test_task_backend.py",
     ],
 }
 

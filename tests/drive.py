@@ -6,6 +6,7 @@ Run with the project's interpreter, from the project's folder:
     python /path/to/drive.py SLUG periodic   # schedule a periodic task, wait until beat ran it
     python /path/to/drive.py SLUG spread     # short and long tasks: which worker ran each
     python /path/to/drive.py SLUG counter    # 2000 tasks incrementing one row
+    python /path/to/drive.py SLUG django-tasks  # count_words through Django's task API
 
 Each command prints one JSON document on stdout. It only uses what the
 generated project installs, so it also proves the project's dependencies.
@@ -188,11 +189,57 @@ def cleanup():
     }
 
 
+def django_tasks():
+    """demoapp's count_words, written with django.tasks: started from the dashboard's view,
+    failing, deferred, and (where the broker orders by it) by priority behind a busy worker."""
+    from datetime import timedelta
+
+    from demoapp.tasks import count_words, long_task
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    def finished(result):
+        deadline = time.monotonic() + DEMO_TIMEOUT
+        while not result.is_finished and time.monotonic() < deadline:
+            time.sleep(0.1)
+            result.refresh()
+        return result
+
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(User.objects.create(username=f"staff-{uuid.uuid4()}", is_staff=True))
+    form = {"task": "count_words", "text": "one two three"}
+    answer = client.post(reverse("demoapp:start_task"), form)
+    from_view = finished(count_words.get_result(answer.json()["id"]))
+    failed = finished(count_words.enqueue(42))
+    run_after = timezone.now() + timedelta(seconds=2)
+    deferred = finished(count_words.using(run_after=run_after).enqueue("later"))
+    errors = failed.errors
+    outcome = {
+        "from_view": {"status": from_view.status, "value": from_view.return_value,
+                      "workers": from_view.worker_ids},
+        "failed": {"status": failed.status, "errors": [e.exception_class_path for e in errors],
+                   "traceback": errors[0].traceback if errors else ""},
+        "deferred": {"status": deferred.status, "waited": deferred.started_at >= run_after},
+        "supports_priority": count_words.get_backend().supports_priority,
+    }  # fmt: skip
+    if outcome["supports_priority"]:
+        busy = long_task.delay(2, 1.0)  # the only pool process is busy: the rest wait
+        time.sleep(0.5)
+        low = [count_words.using(priority=-50).enqueue(f"low {n}") for n in range(3)]
+        high = count_words.using(priority=0).enqueue("high")
+        busy.get(timeout=DEMO_TIMEOUT)
+        order = sorted([*low, high], key=lambda result: finished(result).finished_at)
+        outcome["order"] = [result.args[0] for result in order]
+    return outcome
+
+
 def main():
     slug, command = sys.argv[1:3]
     setup(slug)
     commands = {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter,
-                "cleanup": cleanup}  # fmt: skip
+                "cleanup": cleanup, "django-tasks": django_tasks}  # fmt: skip
     print(json.dumps(commands[command]()))
 
 

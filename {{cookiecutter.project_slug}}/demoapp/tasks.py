@@ -16,6 +16,11 @@ from django.db import transaction
 
 from .models import Counter, Widget
 
+try:
+    from django.tasks import task
+except ImportError:  # Django 5.2: the django-tasks backport
+    from django_tasks import task
+
 # Bigger inputs are refused rather than tying up a worker and the broker.
 MAX_NUMBERS = 10_000
 
@@ -108,3 +113,15 @@ def long_task(self, steps=10, seconds_per_step=1.0):
         time.sleep(seconds_per_step)
         self.update_state(state="PROGRESS", meta={"current": step, "total": steps})
     return {"current": steps, "total": steps}
+
+
+@task
+def count_words(text):
+    """Return how many words `text` holds. Idempotent: it has no side effects.
+
+    Written with Django's own task API: start it with count_words.enqueue(text).
+    It runs on the same Celery workers as the tasks above (task_backend.py).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"expected a text, got {type(text).__name__}")
+    return len(text.split())

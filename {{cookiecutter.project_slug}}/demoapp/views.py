@@ -63,15 +63,20 @@ class LongTaskForm(forms.Form):
     steps = forms.IntegerField(min_value=1, max_value=120, initial=10)
 
 
-# The tasks this page starts, by the name the start form posts. Each form's
-# fields are its task's keyword arguments.
-TASKS = {
-    "add": (tasks.add, TwoNumbersForm),
-    "mul": (tasks.mul, TwoNumbersForm),
-    "xsum": (tasks.xsum, NumbersForm),
-    "count_widgets": (tasks.count_widgets, forms.Form),
-    "rename_widget": (tasks.rename_widget, RenameWidgetForm),
-    "long_task": (tasks.long_task, LongTaskForm),
+class TextForm(forms.Form):
+    text = forms.CharField(max_length=10_000, initial="Tasks run on Celery workers.")
+
+
+# The tasks this page starts, by the name the start form posts: the call that
+# sends each one, and the form whose fields are its keyword arguments.
+STARTABLE = {
+    "add": (tasks.add.delay, TwoNumbersForm),
+    "mul": (tasks.mul.delay, TwoNumbersForm),
+    "xsum": (tasks.xsum.delay, NumbersForm),
+    "count_widgets": (tasks.count_widgets.delay, forms.Form),
+    "rename_widget": (tasks.rename_widget.delay, RenameWidgetForm),
+    "long_task": (tasks.long_task.delay, LongTaskForm),
+    "count_words": (tasks.count_words.enqueue, TextForm),
 }
 
 
@@ -86,7 +91,7 @@ def dashboard(request):
     context = {}
     if request.user.is_staff:
         context["forms"] = {
-            name: form_class(auto_id=f"{name}_%s") for name, (_, form_class) in TASKS.items()
+            name: form_class(auto_id=f"{name}_%s") for name, (_, form_class) in STARTABLE.items()
         }
     # Only a database result backend keeps rows that can be listed.
     if isinstance(tasks.add.backend, DatabaseBackend):
@@ -108,14 +113,14 @@ def start_task(request):
     if not request.user.is_staff:
         return JsonResponse({"error": "Starting tasks needs a staff account."}, status=403)
     name = request.POST.get("task", "")
-    if name not in TASKS:
-        return bad_request({"task": [f"Unknown task {name!r}; one of {', '.join(TASKS)}."]})
-    task, form_class = TASKS[name]
+    if name not in STARTABLE:
+        return bad_request({"task": [f"Unknown task {name!r}; one of {', '.join(STARTABLE)}."]})
+    send, form_class = STARTABLE[name]
     form = form_class(request.POST)
     if not form.is_valid():
         return bad_request({field: list(texts) for field, texts in form.errors.items()})
     try:
-        result = task.delay(**form.cleaned_data)
+        result = send(**form.cleaned_data)
     except OperationalError as exc:
         return JsonResponse({"error": f"The broker cannot be reached: {exc}"}, status=503)
     return JsonResponse(

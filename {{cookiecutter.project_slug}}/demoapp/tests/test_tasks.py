@@ -7,6 +7,7 @@ from demoapp.models import Counter, Widget
 from demoapp.tasks import (
     add,
     count_widgets,
+    count_words,
     increment_counter,
     mul,
     rename_widget,
@@ -72,6 +73,15 @@ def test_bad_arguments_fail_clearly(celery_session_worker, task, args, error):
         result.get(timeout=10)
     assert result.state == "FAILURE"
     assert add.delay(2, 2).get(timeout=10) == 4  # the worker goes on
+
+
+def test_count_words_runs_on_the_worker_through_djangos_task_api(celery_session_worker):
+    result = count_words.enqueue("three short words")
+    assert add.AsyncResult(result.id).get(timeout=10) == 3  # any task's AsyncResult reads any id
+{%- if cookiecutter.result_backend == "django-db" %}
+    result.refresh()
+    assert (result.status, result.return_value) == ("SUCCESSFUL", 3)
+{%- endif %}
 
 
 def test_increment_counter(celery_session_worker):

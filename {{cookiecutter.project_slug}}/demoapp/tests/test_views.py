@@ -74,6 +74,14 @@ def test_staff_start_a_task_and_follow_it_to_its_result(admin_client, celery_ses
     }
 
 
+def test_staff_start_a_task_written_with_djangos_task_api(admin_client, celery_session_worker):
+    response = admin_client.post(START, {"task": "count_words", "text": "one two"})
+    assert response.status_code == 202
+    task_id = response.json()["id"]
+    assert add.AsyncResult(task_id).get(timeout=10) == 2
+    assert status(admin_client, task_id)["result"] == 2
+
+
 @pytest.mark.parametrize(
     ("data", "field"),
     [
