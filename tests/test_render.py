@@ -64,11 +64,24 @@ def text_files(root):
             yield path
 
 
+# A path in `backticks` or a Markdown link, e.g. `deploy/systemd/celery-worker.service`.
+MENTIONED_PATH = re.compile(
+    r"(?:`|\]\()((?:[\w.-]+/)*[\w-]+\.(?:py|md|png|toml|ya?ml|service|timer))[`)]"
+)
+# A figure only a benchmark run can back, e.g. "133 -> 317" or "300 tasks/s".
+FIGURE = re.compile(r"\d\s*(?:->|→)\s*\d|tasks/s\b")
+
+
 def check_text(project):
-    """No template syntax left over, no blank lines left by removed blocks."""
+    """No template syntax left over, no blank lines left by removed blocks, no mention of a
+    file the render lacks, no benchmark figure."""
     for path in text_files(project.path):
         text = path.read_text()
         where = path.relative_to(project.path)
+        for mentioned in MENTIONED_PATH.findall(text):
+            found = (project.path / mentioned).exists() or (path.parent / mentioned).exists()
+            assert found or "/" not in mentioned, f"{where} mentions {mentioned}, not in the render"
+        assert not FIGURE.search(text), f"{where} quotes a figure: {FIGURE.search(text)[0]!r}"
         # Django templates hold {{ and {% of their own: there, look for the raw blocks.
         django_template = "templates" in where.parts
         leftovers = ("{% raw", "{% endraw") if django_template else ("{{", "{%")
@@ -96,6 +109,8 @@ def test_render(bake, database_url, answers):
     check_text(project)
 
     assert (root / "demoapp").exists() == (answers["include_demoapp"] == "y")
+    for migrations in root.glob("*/migrations"):  # a new app's history starts clean
+        assert [p.name[:5] for p in migrations.glob("[0-9]*.py")] == ["0001_"], migrations
     assert (root / "flowerconfig.py").exists() == (answers["use_flower"] == "y")
     env = (root / ".env").read_text()
     assert re.search(r"^SECRET_KEY=\S{50,}$", env, re.M)

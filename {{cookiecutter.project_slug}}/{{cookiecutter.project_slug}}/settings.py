@@ -320,8 +320,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Replace each pool process after this many tasks, which bounds slow leaks.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
-# Keep database connections across tasks instead of opening one for each (with
-# PostgreSQL, measured 133 -> 317 tasks/s); celery.py drops broken or expired ones.
+# Keep database connections across tasks instead of opening one for each;
+# celery.py drops broken or expired ones, as Django does around each request.
 CELERY_DB_REUSE_MAX = 1000
 
 # Django's own task API: functions decorated with django.tasks' @task run on

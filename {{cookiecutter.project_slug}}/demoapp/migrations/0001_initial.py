@@ -22,4 +22,20 @@ class Migration(migrations.Migration):
                 ("name", models.CharField(max_length=140)),
             ],
         ),
+        migrations.CreateModel(
+            name="Counter",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=140, unique=True)),
+                ("value", models.PositiveBigIntegerField(default=0)),
+            ],
+        ),
     ]
