@@ -2,7 +2,8 @@
 
 Run with the project's interpreter, from the project's folder:
 
-    python faults_drive.py SLUG send KIND COUNT IDS [PAUSE]   # KIND: slow or quick
+    python faults_drive.py SLUG send KIND COUNT IDS [PAUSE]   # KIND: slow, quick or query
+    python faults_drive.py SLUG drop-connections SECONDS      # PostgreSQL ends the others'
     python faults_drive.py SLUG victim IDS                    # a 2 s task: the PID running it
     python faults_drive.py SLUG wait IDS [AT_LEAST] [--settle]
     python faults_drive.py SLUG time-limit
@@ -34,14 +35,21 @@ def setup(slug):
 
 
 def send(kind, count, ids, pause=0.0):
-    """Send `count` idempotent tasks: slow ones (~0.3 s) on the "long" queue, or quick adds."""
-    from demoapp.tasks import add, long_task
+    """Send `count` idempotent tasks: slow ones (~0.3 s) on the "long" queue, quick adds, or
+    quick queries (count_widgets)."""
+    from demoapp.tasks import add, count_widgets, long_task
+
+    kinds = {
+        "slow": lambda i: long_task.delay(3, 0.1),
+        "quick": lambda i: add.delay(i, i),
+        "query": lambda i: count_widgets.delay(),
+    }
 
     longest = 0.0
     with open(ids, "a") as out:
         for i in range(int(count)):
             started = time.monotonic()
-            result = long_task.delay(3, 0.1) if kind == "slow" else add.delay(i, i)
+            result = kinds[kind](i)
             longest = max(longest, time.monotonic() - started)
             out.write(f"{result.id}\n")
             out.flush()
@@ -65,6 +73,23 @@ def victim(ids):
             if task["id"] == result.id:
                 return {"id": result.id, "pid": task["worker_pid"]}
     raise SystemExit(f"task {result.id} did not start within {TIMEOUT} s")
+
+
+def drop_connections(seconds):
+    """For `seconds`, have PostgreSQL end every other connection to this database, every
+    20 ms: a worker's connection then breaks between two of its queries."""
+    from django.db import connection
+
+    deadline, ended = time.monotonic() + float(seconds), 0
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            ended += cursor.fetchone()[0]
+            time.sleep(0.02)
+    return {"ended": ended}
 
 
 def states(ids):
@@ -154,7 +179,8 @@ def time_limit():
 def main():
     slug, command, *args = sys.argv[1:]
     setup(slug)
-    commands = {"send": send, "victim": victim, "wait": wait, "time-limit": time_limit}
+    commands = {"send": send, "victim": victim, "wait": wait, "time-limit": time_limit,
+                "drop-connections": drop_connections}  # fmt: skip
     print(json.dumps(commands[command](*args)))
 
 

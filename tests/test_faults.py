@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from project import alive, pool_children
+from project import FAULTS_DRIVE, alive, pool_children
 
 pytestmark = pytest.mark.servers
 
@@ -153,6 +153,19 @@ def test_database_restart_while_tasks_run(deploy, server, database):
     outcome = project.wait_done()
     report(f"{database} restart while tasks run", "redis", outcome, project)
     assert outcome["done"] == outcome["sent"] == TASKS, outcome
+
+
+def test_database_connections_dropped_while_tasks_query(deploy):
+    """PostgreSQL ends the worker's connections again and again while its tasks query it: a
+    task that lost its connection runs again on a new one (celery.py), so every task is done."""
+    project, _ = deploy("redis")
+    dropper = project.spawn("drop", FAULTS_DRIVE, project.slug, "drop-connections", 6)
+    project.send(150, "query", pause=0.03)
+    dropper.popen.wait(timeout=60)
+    outcome = project.wait_done(settle=True)
+    report("PostgreSQL ends the connections while tasks query", "redis", outcome, project)
+    assert json.loads(dropper.output().splitlines()[-1])["ended"] > 0
+    assert outcome["done"] == outcome["sent"], outcome
 
 
 def test_database_restart(deploy, server):

@@ -1,17 +1,46 @@
 import os
 
 import django
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
 from django.apps import apps
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from . import broker  # noqa: F401 (makes filesystem:// the project's embedded broker)
 
 # Set the default Django settings module for the 'celery' program.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.project_slug }}.settings")
 
-app = Celery("{{ cookiecutter.project_slug }}")
+
+class RetryOnLostDatabaseTask(Task):
+    """The class of every task here: a task that failed because its database
+    connection was lost (a restart, a dropped connection) runs again on a new one,
+    after 1, 2, 4 ... 60 s, up to 10 times. Other database errors, such as
+    SQLite's "database is locked", fail the task as usual."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except (InterfaceError, OperationalError) as exc:
+            if not close_lost_connections():
+                raise
+            delay = min(2**self.request.retries, 60)
+            raise self.retry(exc=exc, countdown=delay, max_retries=10) from exc
+
+
+def close_lost_connections():
+    """Close each database connection that no longer works; whether there was one."""
+    lost = [
+        connection
+        for connection in connections.all(initialized_only=True)
+        if connection.connection is not None and not connection.is_usable()
+    ]
+    for connection in lost:
+        connection.close()
+    return bool(lost)
+
+
+app = Celery("{{ cookiecutter.project_slug }}", task_cls=RetryOnLostDatabaseTask)
 
 # Read every CELERY_-prefixed setting from Django's settings.
 app.config_from_object("django.conf:settings", namespace="CELERY")
