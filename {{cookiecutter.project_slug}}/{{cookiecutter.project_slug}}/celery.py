@@ -1,7 +1,8 @@
 import os
 
 import django
-from celery import Celery, Task
+from celery import Celery
+from celery.contrib.django.task import DjangoTask
 from celery.signals import task_postrun, task_prerun
 from django.apps import apps
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
@@ -12,11 +13,11 @@ from . import broker  # noqa: F401 (makes filesystem:// the project's embedded b
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.project_slug }}.settings")
 
 
-class RetryOnLostDatabaseTask(Task):
-    """The class of every task here: a task that failed because its database
-    connection was lost (a restart, a dropped connection) runs again on a new one,
-    after 1, 2, 4 ... 60 s, up to 10 times. Other database errors, such as
-    SQLite's "database is locked", fail the task as usual."""
+class RetryOnLostDatabaseTask(DjangoTask):
+    """The class of every task here (Celery's Django one, with delay_on_commit): a
+    task that failed because its database connection was lost (a restart, a dropped
+    connection) runs again on a new one, after 1, 2, 4 ... 60 s, up to 10 times.
+    Other database errors, such as SQLite's "database is locked", fail it as usual."""
 
     def __call__(self, *args, **kwargs):
         try:
