@@ -75,6 +75,15 @@ def rename_widget(widget_id, name):
 
 
 @shared_task
+def tidy_widget_name(widget_id):
+    """Collapse runs of spaces in a widget's name. Idempotent: a tidy name stays as it is."""
+    widget = Widget.objects.get(pk=widget_id)
+    widget.name = " ".join(widget.name.split())
+    widget.save(update_fields=["name"])
+    return widget.name
+
+
+@shared_task
 def increment_counter(name):
     """Add one to a counter, safely under concurrent workers.
 

@@ -48,7 +48,7 @@ def test_the_task_is_sent_only_when_the_widget_is_committed(
         response = staff.post(reverse("demoapp:create_widget"), {"name": "big   blue"})
         assert response.status_code == 201
         assert published == []  # the row is not committed yet
-    assert published == ["demoapp.tasks.rename_widget"]
+    assert published == ["demoapp.tasks.tidy_widget_name"]
     wait_for_name(Widget.objects.get(pk=response.json()["id"]), "big blue")
 
 
