@@ -78,20 +78,26 @@ def database_url(request):
     return url
 
 
+def server_group(item):
+    """The xdist group of a test that uses real servers: "faults" for the tests that stop
+    and restart them (test_faults.py), "servers" for the others. Each group runs in one
+    pytest process and starts each server once: a restart never hits a test beside it."""
+    return "faults" if item.path.name == "test_faults.py" else "servers"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Tests that use a real server are marked `servers`, and run in one xdist group,
-    so that each server starts once per session even when tests run in parallel."""
+    """Tests that use a real server are marked `servers`, and run in their xdist group."""
     for item in items:
         if "server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("servers"):
             item.add_marker(pytest.mark.servers)
-            item.add_marker(pytest.mark.xdist_group("servers"))
+            item.add_marker(pytest.mark.xdist_group(server_group(item)))
 
 
 def pytest_runtest_setup(item):
-    """A server test that xdist did not group fails, rather than starting its servers
-    again in the other worker (grouping once stopped, silently, after a pytest
-    upgrade: pytest-xdist#1386)."""
+    """A server test that xdist did not group fails, rather than sharing servers with a
+    test that restarts them (grouping once stopped, silently, after a pytest upgrade:
+    pytest-xdist#1386)."""
     grouping = item.config.getoption("loadgroup", False) and item.get_closest_marker("servers")
-    if grouping and not item.nodeid.endswith("@servers"):
-        pytest.fail("--dist loadgroup did not put this test in the servers group", pytrace=False)
+    if grouping and not item.nodeid.endswith(f"@{server_group(item)}"):
+        pytest.fail("--dist loadgroup did not put this test in its servers group", pytrace=False)
