@@ -54,7 +54,7 @@ def deploy(bake, server, database_url):
                 url = f"{url.rsplit('/', 1)[0]}/{next(redis_databases)}"
             project.env["CELERY_BROKER_URL"] = url
         if transport_options:
-            project.env["BROKER_TRANSPORT_OPTIONS"] = json.dumps(transport_options)
+            project.env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(transport_options)
         project.manage("migrate", "--no-input")
         projects.append(project)
         return project, start_worker(project)

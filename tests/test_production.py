@@ -61,12 +61,12 @@ def wait_until(predicate, what, process=None):
 def serve_as_procfile(project, processes=("web",), https=False):
     """Run the Procfile's release step, then its processes; return the site's URL.
 
-    DEBUG is off, as on a platform. HTTPS=false unless `https`: no TLS proxy in front."""
+    DEBUG is off, as on a platform. SECURE_SSL_REDIRECT=false unless `https`: no TLS proxy in front."""
     entries = procfile(project)
     port = free_port()
     project.env |= {"DEBUG": "false", "PORT": str(port)}
     if not https:
-        project.env["HTTPS"] = "false"
+        project.env["SECURE_SSL_REDIRECT"] = "false"
     run(["sh", "-c", entries["release"]], cwd=project.path, env=project.environ())
     url = f"http://127.0.0.1:{port}"
     for name in processes:

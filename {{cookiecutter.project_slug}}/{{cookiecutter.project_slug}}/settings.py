@@ -198,23 +198,22 @@ STORAGES = {
 }
 
 
-# Security: HTTPS only, unless DEBUG is on or HTTPS=false (a site with no TLS
-# in front, such as compose.yaml on 127.0.0.1).
+# Security: HTTPS only, unless DEBUG is on or SECURE_SSL_REDIRECT=false (a site
+# with no TLS in front, such as compose.yaml on 127.0.0.1).
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 
-HTTPS = env.bool("HTTPS", default=not DEBUG)
-SECURE_SSL_REDIRECT = HTTPS
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Load balancers probe the health check over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
-SESSION_COOKIE_SECURE = HTTPS
-CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
+CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
 # Browsers remember to use HTTPS for this long; start low, raise once sure.
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600 if HTTPS else 0)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600 if SECURE_SSL_REDIRECT else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
-# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto header.
-if env.bool("BEHIND_TLS_PROXY", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a proxy that ends TLS, trust the header it sets, as a header and value:
+# SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
+SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[])) or None
 
 
 # Celery: every CELERY_ setting is the Celery setting of the same name.
@@ -235,8 +234,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 
-# Options for the transport the broker URL names; BROKER_TRANSPORT_OPTIONS (JSON)
-# overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
+# Options for the transport the broker URL names; CELERY_BROKER_TRANSPORT_OPTIONS
+# (JSON) overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
 # The embedded broker (filesystem://) needs none: see broker.py.
 if _broker_scheme in ("redis", "rediss"):
     _transport_options = {
@@ -254,7 +253,7 @@ elif _broker_scheme in ("amqp", "amqps", "pyamqp"):
 else:
     _transport_options = {}
 CELERY_BROKER_TRANSPORT_OPTIONS = _transport_options | env.json(
-    "BROKER_TRANSPORT_OPTIONS", default={}
+    "CELERY_BROKER_TRANSPORT_OPTIONS", default={}
 )
 # Keep retrying a publish for about half a minute while the broker is away
 # (a restart), instead of failing the request after Celery's default 0.6 s.
