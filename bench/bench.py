@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import subprocess
@@ -25,9 +24,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
+import peers  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
 from cookiecutter.main import cookiecutter  # noqa: E402
+from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds  # noqa: E402
 from project import TEMPLATE, Project, make_venv, run  # noqa: E402
 
 INPROJECT = BENCH / "inproject.py"
@@ -140,62 +141,6 @@ def variants():
     return matrix + side + candidates
 
 
-# --- CPU time, from /proc ------------------------------------------------------------------
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _processes():
-    """{pid: (ppid, its own CPU seconds, its waited-for children's CPU seconds)}."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            utime, stime, cutime, cstime = map(int, fields[11:15])
-            table[int(entry.name)] = (
-                int(fields[1]),
-                (utime + stime) / TICK,
-                (cutime + cstime) / TICK,
-            )
-    return table
-
-
-def cpu_seconds(trees, alone):
-    """CPU seconds used so far by each group of process trees ({name: [root pids]}) and by
-    each single process ({name: pid})."""
-    table = _processes()
-    children = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    totals = {name: (table[pid][1] if pid in table else 0.0) for name, pid in alone.items()}
-    for name, roots in trees.items():
-        seen, stack = set(), [pid for pid in roots if pid in table]
-        while stack:
-            pid = stack.pop()
-            if pid not in seen:
-                seen.add(pid)
-                stack += children.get(pid, [])
-        totals[name] = sum(table[pid][1] + table[pid][2] for pid in seen)
-    return totals
-
-
-def machine_busy_seconds():
-    """CPU seconds the whole machine has been busy, all cores together."""
-    user, nice, system, _idle, _iowait, *rest = map(
-        int, Path("/proc/stat").read_text().split()[1:11]
-    )
-    return (user + nice + system + sum(rest[:3])) / TICK
-
-
-def children_cpu():
-    """CPU seconds of this process's finished children (such as the in-project runs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -278,11 +223,7 @@ class Bench:
         try:
             out = {}
             if v.idle:
-                time.sleep(1)  # past start-up
-                before, started = cpu_seconds({"worker": [worker.pid]}, {}), time.monotonic()
-                time.sleep(self.args.idle_seconds)
-                used = cpu_seconds({"worker": [worker.pid]}, {})["worker"] - before["worker"]
-                out["idle_cpu_pct"] = 100 * used / (time.monotonic() - started)
+                out["idle_cpu_pct"] = idle_cpu_pct(worker.pid, self.args.idle_seconds)
             out |= self.checked(worker, project, "latency", self.args.samples)
             trees, alone = {"pool": [worker.pid]} | self.server_pids(v), {"main": worker.pid}
             before, busy = cpu_seconds(trees, alone), machine_busy_seconds()
@@ -587,10 +528,14 @@ def main():
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops everything
     started = time.monotonic()
+    chosen_peers = peers.chosen(args.only)
     chosen = [
         v
         for v in variants()
-        if v.key == "a-bare" or not args.only or any(o in v.key for o in args.only)
+        if v.key == "a-bare"
+        or not args.only
+        or any(o in v.key for o in args.only)
+        or (chosen_peers and v.key in peers.OURS)
     ]
     now = datetime.now(timezone.utc)  # noqa: UP017 - datetime.UTC is Python 3.11+
     results = {
@@ -626,6 +571,9 @@ def main():
         for v in (v for v in chosen if v.restart):
             say(f"PostgreSQL restart under {v.key}")
             results["variants"][v.key]["restart"] = bench.restart_check(v)
+        if chosen_peers:
+            embedded = next((v for v in chosen if v.key == report.GENERATED["embedded"]), None)
+            peers.run_all(bench, chosen_peers, embedded, results, args, say, save)
         say("django-cache as generated")
         results["cache_check"] = bench.cache_check()
         results["profiles"] = {}

@@ -1,0 +1,29 @@
+"""django-tasks-db, the database backend of Django's Tasks framework (the django-tasks
+backport on Django 5.2): the `add` task and the adapter bench/peer/client.py drives.
+Tasks and results are DBTaskResult rows in the SQLite database (django_settings.py)."""
+
+import django
+
+django.setup()
+
+from django_tasks import TaskResultStatus, task  # noqa: E402
+from django_tasks_db.models import DBTaskResult  # noqa: E402
+
+
+@task()
+def add(x, y):
+    """The same task as the generated project's demoapp.tasks.add."""
+    return x + y
+
+
+def send(x, y):
+    return add.enqueue(x, y).id
+
+
+def read(task_id):
+    result = add.get_result(task_id)
+    return result.return_value if result.status == TaskResultStatus.SUCCESSFUL else None
+
+
+def reset():
+    DBTaskResult.objects.all().delete()

@@ -1,0 +1,237 @@
+"""The peer rows: huey, django-q2, django-tasks-db and procrastinate on our rows' work.
+
+Each peer gets its own venv from bench/peer/requirements-KEY.txt (its pins stay out of the
+generated project, of the bench's .venv and of each other's way: each brings the Django or
+psycopg it wants), its own folder in the run's work folder, and its worker started as its
+docs recommend for one machine, with 2 workers (PEERS). bench/peer/client.py, run in the
+peer's venv, sends `add` and reads each result where the peer stores it (bench/peer/
+*_app.py). Per repeat: the worker tree's idle CPU, round trips, throughput; once a run:
+throughput with BACKLOG tasks waiting, and the tasks a kill -9 of the worker loses, for
+our embedded default too (through the same client: bench/peer/celery_app.py).
+"""
+
+import json
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import servers
+from cpu import idle_cpu_pct
+from project import Project, make_venv, run
+
+PEER = Path(__file__).resolve().parent / "peer"
+CLIENT = PEER / "client.py"
+BACKLOG, QUICK_BACKLOG = 20_000, 2_000  # tasks waiting when the worker starts
+WARMUP = 200  # results read before the backlog run's timing starts, as backlog_check's
+SETTLE = 20  # seconds, after a restart and the peer's own redelivery delay, for the rest
+# Ours in the peers table: the embedded default, and beside procrastinate our PostgreSQL rows.
+OURS = ("filesystem-db-sqlite", "filesystem-db-postgresql", "redis-db-postgresql")
+DJANGO = ["python", "-m", "django"]
+
+
+@dataclass
+class Peer:
+    key: str  # --only, results.json, bench/peer/requirements-KEY.txt
+    label: str
+    app: str  # its module in bench/peer/: the task and the client's adapter
+    worker: list  # the worker's command, in the peer's folder, its venv first on PATH
+    ready: str  # what the worker's log says once it takes tasks
+    config: str  # one line for the docs: how it is set up
+    packages: tuple  # whose versions the report gives
+    setup: tuple = ()  # commands run once before the first worker
+    database: str = "sqlite"  # postgresql: a database on the bench's PostgreSQL server
+    redeliver_s: float = 0  # how long the peer waits before a dead worker's tasks run again
+    results: str = "read back"  # what the client reads for each task
+
+
+PEERS = [
+    Peer("huey", "huey: SqliteHuey", "huey_app",
+         ["python", "-m", "huey.bin.huey_consumer", "huey_app.huey", "-w", "2", "-k", "thread"],
+         "Huey consumer started", "SqliteHuey (queue and results in one SQLite file, WAL, "
+         "its defaults); `huey_consumer -w 2 -k thread`: threads, huey's default worker type, "
+         "its docs' choice for tasks that are not CPU-bound; results read with preserve=True",
+         ("huey",)),
+    Peer("django-q2", "django-q2: ORM broker, SQLite", "djangoq_app", [*DJANGO, "qcluster"],
+         "running.", "Django 5.2 on SQLite with the generated project's SQLite options (WAL, "
+         "IMMEDIATE, 20 s timeout); Q_CLUSTER as its ORM broker docs give it (orm default, "
+         "timeout 90, retry 120, queue_limit 50, bulk 10), workers 2, save_limit 0 so no "
+         "result is deleted before it is read; `manage.py qcluster`",
+         ("django-q2", "django"), setup=([*DJANGO, "migrate", "--no-input"],),
+         redeliver_s=120),
+    Peer("django-tasks-db", "django-tasks-db: db_worker, SQLite", "dtasks_app",
+         ["sh", "-c", "trap 'trap - TERM; kill 0' TERM; python -m django db_worker & "
+          "python -m django db_worker & wait"],
+         "Starting worker", "Django 5.2 with the django-tasks backport (Django 6's "
+         "django.tasks), django_tasks_db.DatabaseBackend on SQLite with the generated "
+         "project's SQLite options; two `manage.py db_worker` processes (each runs one task "
+         "at a time), its defaults (polling every 1 s when idle)",
+         ("django-tasks-db", "django-tasks", "django"),
+         setup=([*DJANGO, "migrate", "--no-input"],)),
+    Peer("procrastinate", "procrastinate: PostgreSQL", "procrastinate_app",
+         ["python", "-m", "procrastinate", "--verbose", "--app=procrastinate_app.app",
+          "worker", "--concurrency", "2"],
+         "Starting worker", "PsycopgConnector on the bench's PostgreSQL, schema applied with "
+         "`procrastinate schema --apply`; `procrastinate worker --concurrency 2` (LISTEN/"
+         "NOTIFY, its defaults); after a kill, its docs' recipe retries stalled jobs (no "
+         "heartbeat for 30 s)",
+         ("procrastinate", "psycopg"),
+         setup=(["python", "-m", "procrastinate", "--app=procrastinate_app.app", "schema",
+                 "--apply"],),
+         database="postgresql", redeliver_s=30,
+         results="no result store: the job's status (succeeded) read back"),
+]  # fmt: skip
+
+
+def chosen(only):
+    """The peers `--only` names ("peers": all of them); all of them without --only."""
+    if not only or "peers" in only:
+        return list(PEERS)
+    return [p for p in PEERS if any(o in p.key for o in only)]
+
+
+class Runner:
+    """One queue to measure: its folder and venv (a Project), its worker, its client."""
+
+    def __init__(self, project, app, launch, redeliver_s=0):
+        self.project, self.app, self.launch = project, app, launch
+        self.redeliver_s, self.starts = redeliver_s, count(1)
+
+    def start(self, name):
+        # A new log each time: the ready line of an earlier start is not this one's.
+        return self.launch(f"{name}-{next(self.starts)}")
+
+    def client(self, *args):
+        out = self.project.run(CLIENT, self.app, *map(str, args), timeout=900)
+        return json.loads(out)
+
+
+def peer_runner(bench, peer):
+    folder = bench.work / "peers" / peer.key
+    folder.mkdir(parents=True)
+    requirements = ["-r", PEER / f"requirements-{peer.key}.txt"]
+    python = make_venv(folder / "venv", sys.executable, requirements)
+    env = {"PYTHONPATH": str(PEER), "PEER": peer.key, "PEER_DB": str(folder / "peer.sqlite3"),
+           "DJANGO_SETTINGS_MODULE": "django_settings"}  # fmt: skip
+    if peer.database == "postgresql":
+        env["PEER_DATABASE_URL"] = servers.create_database(
+            bench.servers["postgresql"], peer.key.replace("-", "_")
+        )
+    project = Project(folder, python, env)
+    bench.projects.append(project)
+    for command in peer.setup:
+        run(command, cwd=folder, env=project.environ())
+
+    def launch(name):
+        worker = project.launch(name, peer.worker)
+        worker.wait_for(peer.ready)
+        return worker
+
+    return Runner(project, peer.app, launch, peer.redeliver_s)
+
+
+def our_runner(bench, v):
+    """Variant `v` of the generated project, driven by the peers' client (celery_app.py)."""
+    base = bench.project(v)
+    env = base.env | {"PYTHONPATH": f"{PEER}:{base.env['PYTHONPATH']}", "PEER_SLUG": base.slug}
+    project = Project(base.path, base.python, env)
+    bench.projects.append(project)
+    shutil.rmtree(project.path / ".broker", ignore_errors=True)  # no earlier messages
+    return Runner(project, "celery_app", project.start_worker)
+
+
+def versions(runner, packages):
+    script = f"import json, importlib.metadata as m; print(json.dumps({{p: m.version(p) for p in {list(packages)}}}))"  # noqa: E501
+    return json.loads(runner.project.run("-c", script))
+
+
+def measure(runner, args):
+    """One run on a fresh worker: its process tree's idle CPU, round trips, throughput."""
+    worker = runner.start("worker")
+    try:
+        out = {"idle_cpu_pct": idle_cpu_pct(worker.pid, args.idle_seconds)}
+        out |= runner.client("latency", args.samples)
+        out |= runner.client("throughput", args.tasks)
+    finally:
+        worker.stop()
+    if out["stored"] < args.tasks:
+        raise RuntimeError(f"{out['stored']} of {args.tasks} results could be read")
+    return out
+
+
+def backlog(runner, waiting, tasks):
+    """Tasks per second over `tasks` results read after WARMUP others, with `waiting`
+    more queued behind them when the worker starts."""
+    ids = runner.project.path / "backlog.json"
+    runner.client("fill", WARMUP + tasks + waiting, ids)
+    worker = runner.start("worker-backlog")
+    try:
+        return {"waiting": waiting} | runner.client("drain", ids, WARMUP, WARMUP + tasks)
+    finally:
+        worker.stop()
+
+
+def kill(runner, tasks):
+    """`tasks` queued, a worker started, killed with -9 (its main process, then the rest
+    of its process group) once a quarter of the results can be read, a worker started
+    again: how many results can be read once the peer has had time to run the rest."""
+    ids = runner.project.path / "kill.json"
+    runner.client("fill", tasks, ids)
+    worker = runner.start("worker-kill")
+    try:
+        runner.client("wait", ids, tasks // 4)
+    finally:
+        worker.stop(signal.SIGKILL)
+    worker = runner.start("worker-restarted")
+    try:
+        out = runner.client("settle", ids, runner.redeliver_s + SETTLE)
+    finally:
+        worker.stop()
+    return out | {"lost": out["sent"] - out["done"]}
+
+
+def run_all(bench, peers, ours, results, args, say, save):
+    """Every chosen peer, --repeat times, then the once-a-run checks, ours included;
+    `ours` is our embedded default's Variant (None when it was not chosen)."""
+    waiting = QUICK_BACKLOG if args.quick else BACKLOG
+    results["peer_backlog"] = waiting
+    entries = results.setdefault("peers", {})
+    runners = {}
+    for peer in peers:
+        entry = entries[peer.key] = {"label": peer.label, "config": peer.config,
+                                     "results": peer.results, "runs": []}  # fmt: skip
+        try:
+            say(f"peer {peer.key}: venv, setup")
+            runners[peer.key] = peer_runner(bench, peer)
+            entry["versions"] = versions(runners[peer.key], peer.packages)
+        except Exception as error:  # noqa: BLE001 - a failure is a result too
+            say(f"FAILED: {error}")
+            entry["error"] = str(error)[-600:]
+    checks = [(peer.key, runners[peer.key], entries[peer.key]) for peer in peers
+              if peer.key in runners]  # fmt: skip
+    for repeat in range(1, args.repeat + 1):
+        for key, runner, entry in checks:
+            say(f"run {repeat}/{args.repeat}: peer {key}")
+            entry["runs"].append(attempt(measure, runner, args))
+            save(results, args.out)
+    if ours is not None:
+        checks.append((ours.key, our_runner(bench, ours), results["variants"][ours.key]))
+    for key, runner, entry in checks:
+        say(f"{key}: {waiting} tasks waiting; kill -9 mid-run")
+        if key == getattr(ours, "key", None):  # bench.py's own backlog run, this size
+            entry.setdefault("backlog", {}).setdefault(str(waiting), []).append(
+                attempt(bench.backlog_check, ours, waiting, args.tasks)
+            )
+        else:
+            entry["backlog"] = {str(waiting): [attempt(backlog, runner, waiting, args.tasks)]}
+        entry["kill"] = attempt(kill, runner, args.tasks)
+        save(results, args.out)
+
+
+def attempt(function, *args):
+    try:
+        return function(*args)
+    except Exception as error:  # noqa: BLE001 - a failure is a result too
+        return {"error": str(error)[-600:]}
