@@ -175,6 +175,8 @@ def markdown(report):
             [(f"{b['waiting']:,}", fmt(b["tasks_per_s"]), ratio(b["tasks_per_s"], empty),
               fmt(b["listing_ms"], 1), fmt(b["claim_us"])) for b in backlog],
         )  # fmt: skip
+    if report.get("peers"):
+        lines += peers_markdown(report)
     lines += ["", "#### Targets", ""]
     lines += table(
         ["target", "previous defaults", "generated defaults", "best candidate"],
@@ -288,6 +290,149 @@ def chart(report, path):
     plt.close(fig)
 
 
+# --- the peers (bench/peers.py) ---------------------------------------------------------------
+
+# Our rows in the peers table, (key, label); None: the PostgreSQL group starts after it.
+OURS = [
+    ("filesystem-db-sqlite", "ours, generated default: embedded broker + django-db, SQLite"),
+    ("huey", None), ("django-q2", None), ("django-tasks-db", None),
+    ("filesystem-db-postgresql", "ours: embedded broker + django-db, PostgreSQL"),
+    ("redis-db-postgresql", "ours: Redis + django-db, PostgreSQL"),
+    ("procrastinate", None),
+]  # fmt: skip
+NOT_MEASURED = "not measured for this row (the embedded default on SQLite is)"
+
+
+def peer_rows(report):
+    """(label, versions, figures, backlog runs, kill, what is read back) for each row."""
+    by, entries = report["variants"], report.get("peers", {})
+    packages = report["machine"]["packages"]
+    ours_versions = f"celery {packages['celery']}, django {packages['django']}"
+    rows = []
+    for key, label in OURS:
+        if key in entries:
+            e = entries[key]
+            versions = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
+            figures = e.get("error") or figures_of(e["runs"])
+            rows.append((e["label"], versions, figures, e.get("backlog"), e.get("kill"),
+                         e["results"]))  # fmt: skip
+        elif key in by and "summary" in by[key]:
+            e = by[key]
+            runs = e.get("backlog", {}).get(str(report.get("peer_backlog")))
+            rows.append((label, ours_versions, e["summary"], runs and {"": runs},
+                         e.get("kill"), "read back (django-db rows)"))  # fmt: skip
+    return rows
+
+
+def figures_of(runs):
+    ok = [r for r in runs if "error" not in r]
+    keys = ("p50_ms", "p95_ms", "tasks_per_s", "idle_cpu_pct")
+    return {k: median([r[k] for r in ok if k in r]) for k in keys} if ok else runs[-1]["error"]
+
+
+def backlog_cell(backlog, empty):
+    runs = [r for rs in (backlog or {}).values() for r in rs]
+    if not runs:
+        return NOT_MEASURED
+    rate = median([r["tasks_per_s"] for r in runs if "error" not in r])
+    if rate is None:
+        return "failed: " + runs[-1]["error"][-200:]
+    return f"{fmt(rate)} ({ratio(rate, empty)} ×)"
+
+
+def kill_cell(kill):
+    if not kill:
+        return NOT_MEASURED
+    if "error" in kill:
+        return "failed: " + kill["error"][-200:]
+    return f"{kill['lost']} ({kill['sent']} − {kill['done']})"
+
+
+def peers_markdown(report):
+    """The peers table, then one line per row on how it was set up."""
+    args, waiting = report["args"], report.get("peer_backlog", 0)
+    lines = [
+        "", "#### Peers, same work", "",
+        f"The `add` task, concurrency 2 everywhere. Round trip: {args['samples']} tasks one at "
+        "a time after random pauses of up to 0.1 s, each result polled every 5 ms. "
+        f"Throughput: {args['tasks']} tasks at once, until every result can be read (the "
+        "peers' client reads each in turn, where the peer stores it). Idle CPU: the worker's "
+        f"process tree over {args['idle_seconds']:g} s after start-up. Backlog: "
+        f"{args['tasks']} tasks timed after 200 others, with {waiting:,} more waiting when "
+        f"the worker starts (÷ the empty queue's throughput). Kill -9: {args['tasks']} tasks "
+        "queued, a worker started and killed with SIGKILL (main process, then its process "
+        "group) once a quarter of the results can be read, a worker started again; lost: "
+        "sent − results readable once the queue has had its own redelivery delay + 20 s. "
+        f"Medians of {args['repeat']} runs; backlog and kill -9 once each.",
+        "",
+    ]  # fmt: skip
+    rows = []
+    for label, versions, s, backlog, kill, results in peer_rows(report):
+        if isinstance(s, str):  # the peer could not be set up or failed every run
+            rows.append((label, versions or "–", *["failed: " + s[-200:]] * 5, results))
+            continue
+        rows.append((label, versions, f"{fmt(s['p50_ms'], 1)} / {fmt(s['p95_ms'], 1)}",
+                     fmt(s["tasks_per_s"]), backlog_cell(backlog, s["tasks_per_s"]),
+                     NOT_MEASURED if s["idle_cpu_pct"] is None else fmt(s["idle_cpu_pct"], 2),
+                     kill_cell(kill), results))  # fmt: skip
+    lines += table(
+        ["queue", "versions", "round trip p50 / p95, ms", "tasks/s",
+         f"tasks/s, {waiting:,} waiting", "idle CPU, % of a core", "lost to kill -9 "
+         "(sent − done)", "results"],
+        rows,
+    )  # fmt: skip
+    lines += ["", "How each peer was set up:", ""]
+    lines += [f"- **{e['label']}**: {e['config']}." for e in report.get("peers", {}).values()]
+    return lines
+
+
+def peers_chart(report, path):
+    """Four panels, one bar per row of the peers table: throughput (with the backlog's as a
+    tick), round trip, idle CPU, tasks lost to kill -9."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in peer_rows(report) if not isinstance(r[2], str)][::-1]
+    y = list(range(len(rows)))
+    colors = ["#4c72b0" if r[0].startswith("ours") else "#dd8452" for r in rows]
+
+    def backlog_rate(backlog):
+        runs = [r for rs in (backlog or {}).values() for r in rs if "error" not in r]
+        return median([r["tasks_per_s"] for r in runs]) or 0
+
+    fig, axes = plt.subplots(1, 4, figsize=(18, 0.45 * len(rows) + 2), sharey=True)
+    axes[0].barh(y, [r[2]["tasks_per_s"] or 0 for r in rows], color=colors)
+    axes[0].scatter([backlog_rate(r[3]) for r in rows], y, marker="|", color="black", s=90,
+                    label=f"{report.get('peer_backlog', 0):,} waiting")  # fmt: skip
+    axes[0].set_xlabel(f"tasks/s, {report['args']['tasks']} tasks until every result is read")
+    axes[1].barh(y, [r[2]["p50_ms"] or 0 for r in rows], color=colors)
+    axes[1].scatter([r[2]["p95_ms"] or 0 for r in rows], y, marker="|", color="black", s=90,
+                    label="p95")  # fmt: skip
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("round trip, ms (bar: p50; tick: p95; log scale)")
+    axes[2].barh(y, [r[2]["idle_cpu_pct"] or 0 for r in rows], color=colors)
+    axes[2].set_xlabel("idle CPU, % of a core (worker process tree)")
+    lost = [r[4]["lost"] if r[4] and "lost" in r[4] else 0 for r in rows]
+    axes[3].barh(y, lost, color=colors)
+    axes[3].set_xlabel(f"tasks lost to kill -9, of {report['args']['tasks']}")
+    axes[0].set_yticks(y, [f"{r[0]}\n{r[1]}" for r in rows], fontsize=8)
+    for ax in axes:
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes[:2]:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(
+        "Blue: ours. Orange: the peers. Rows without a figure (idle, backlog, kill) were not "
+        f"measured for that row.\n{report['machine']['cores']} cores, medians of "
+        f"{report['args']['repeat']} runs, {report['started']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write(report, out, docs=False):
     """results.md and chart.png in `out`; with `docs`, also docs/performance.md and its chart."""
     for entry in report["variants"].values():
@@ -295,9 +440,13 @@ def write(report, out, docs=False):
     text = markdown(report)
     (out / "results.md").write_text(text)
     chart(report, out / "chart.png")
+    if report.get("peers"):
+        peers_chart(report, out / "peers.png")
     if docs:
         doc = DOC.read_text()
         start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
         DOC.write_text(f"{doc[:start]}\n{text}{doc[end:]}")
         shutil.copy(out / "chart.png", DOC.with_name("performance.png"))
+        if report.get("peers"):
+            shutil.copy(out / "peers.png", DOC.with_name("performance-peers.png"))
     return text

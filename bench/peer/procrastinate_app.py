@@ -10,7 +10,8 @@ import os
 
 from procrastinate import App, PsycopgConnector
 
-app = App(connector=PsycopgConnector(conninfo=os.environ["PEER_DATABASE_URL"]))
+URL = os.environ["PEER_DATABASE_URL"]
+app = App(connector=PsycopgConnector(conninfo=URL))
 STORES_RESULTS = False
 
 
@@ -42,8 +43,9 @@ def recover():
     heartbeat is older than 30 s (its docs run it as a periodic task)."""
 
     async def retry_stalled():
-        async with app.open_async():
-            for job in await app.job_manager.get_stalled_jobs():
-                await app.job_manager.retry_job(job)
+        # An app of its own: closing it does not close the one the client reads with.
+        async with app.with_connector(PsycopgConnector(conninfo=URL)).open_async() as own:
+            for job in await own.job_manager.get_stalled_jobs():
+                await own.job_manager.retry_job(job)
 
     asyncio.run(retry_stalled())
