@@ -494,7 +494,8 @@ def parse():
         "--only",
         nargs="+",
         metavar="TEXT",
-        help="only the variants whose key contains TEXT, and (a)",
+        help="only the variants and peers whose key contains TEXT, and (a); 'peers': "
+        "huey, django-q2, django-tasks-db, procrastinate and our rows beside them",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument(

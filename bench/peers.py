@@ -6,8 +6,9 @@ psycopg it wants), its own folder in the run's work folder, and its worker start
 docs recommend for one machine, with 2 workers (PEERS). bench/peer/client.py, run in the
 peer's venv, sends `add` and reads each result where the peer stores it (bench/peer/
 *_app.py). Per repeat: the worker tree's idle CPU, round trips, throughput; once a run:
-throughput with BACKLOG tasks waiting, and the tasks a kill -9 of the worker loses, for
-our embedded default too (through the same client: bench/peer/celery_app.py).
+throughput with BACKLOG tasks waiting, the read-modify-write counter, and the tasks a
+kill -9 of the worker loses, for our embedded default too (the last two through the same
+client: bench/peer/celery_app.py).
 """
 
 import json
@@ -45,6 +46,7 @@ class Peer:
     database: str = "sqlite"  # postgresql: a database on the bench's PostgreSQL server
     redeliver_s: float = 0  # how long the peer waits before a dead worker's tasks run again
     results: str = "read back"  # what the client reads for each task
+    no_counter: str = ""  # why the read-modify-write counter is not run, if it is not
 
 
 PEERS = [
@@ -53,7 +55,8 @@ PEERS = [
          "Huey consumer started", "SqliteHuey (queue and results in one SQLite file, WAL, "
          "its defaults); `huey_consumer -w 2 -k thread`: threads, huey's default worker type, "
          "its docs' choice for tasks that are not CPU-bound; results read with preserve=True",
-         ("huey",)),
+         ("huey",), no_counter="not run: SqliteHuey gives its tasks no database to update "
+         "in a transaction (no Django, no ORM)"),
     Peer("django-q2", "django-q2: ORM broker, SQLite", "djangoq_app", [*DJANGO, "qcluster"],
          "running.", "Django 5.2 on SQLite with the generated project's SQLite options (WAL, "
          "IMMEDIATE, 20 s timeout); Q_CLUSTER as its ORM broker docs give it (orm default, "
@@ -95,9 +98,9 @@ def chosen(only):
 class Runner:
     """One queue to measure: its folder and venv (a Project), its worker, its client."""
 
-    def __init__(self, project, app, launch, redeliver_s=0):
+    def __init__(self, project, app, launch, redeliver_s=0, no_counter=""):
         self.project, self.app, self.launch = project, app, launch
-        self.redeliver_s, self.starts = redeliver_s, count(1)
+        self.redeliver_s, self.no_counter, self.starts = redeliver_s, no_counter, count(1)
 
     def start(self, name):
         # A new log each time: the ready line of an earlier start is not this one's.
@@ -129,7 +132,7 @@ def peer_runner(bench, peer):
         worker.wait_for(peer.ready)
         return worker
 
-    return Runner(project, peer.app, launch, peer.redeliver_s)
+    return Runner(project, peer.app, launch, peer.redeliver_s, peer.no_counter)
 
 
 def our_runner(bench, v):
@@ -163,12 +166,23 @@ def measure(runner, args):
 
 def backlog(runner, waiting, tasks):
     """Tasks per second over `tasks` results read after WARMUP others, with `waiting`
-    more queued behind them when the worker starts."""
+    more queued behind them when the worker starts (as bench.py's backlog_check)."""
     ids = runner.project.path / "backlog.json"
     runner.client("fill", WARMUP + tasks + waiting, ids)
     worker = runner.start("worker-backlog")
     try:
         return {"waiting": waiting} | runner.client("drain", ids, WARMUP, WARMUP + tasks)
+    finally:
+        worker.stop()
+
+
+def counter(runner, tasks):
+    """`tasks` read-modify-write increments of one row on a fresh worker."""
+    if runner.no_counter:
+        return {"skipped": runner.no_counter}
+    worker = runner.start("worker-counter")
+    try:
+        return runner.client("counter", tasks)
     finally:
         worker.stop()
 
@@ -219,13 +233,14 @@ def run_all(bench, peers, ours, results, args, say, save):
     if ours is not None:
         checks.append((ours.key, our_runner(bench, ours), results["variants"][ours.key]))
     for key, runner, entry in checks:
-        say(f"{key}: {waiting} tasks waiting; kill -9 mid-run")
-        if key == getattr(ours, "key", None):  # bench.py's own backlog run, this size
-            entry.setdefault("backlog", {}).setdefault(str(waiting), []).append(
-                attempt(bench.backlog_check, ours, waiting, args.tasks)
+        say(f"{key}: {waiting} tasks waiting; the counter; kill -9 mid-run")
+        for behind in (0, waiting):  # ours: bench.py's own backlog run, at this size
+            ourselves = key == getattr(ours, "key", None)
+            check = (bench.backlog_check, ours) if ourselves else (backlog, runner)
+            entry.setdefault("backlog", {}).setdefault(str(behind), []).append(
+                attempt(*check, behind, args.tasks)
             )
-        else:
-            entry["backlog"] = {str(waiting): [attempt(backlog, runner, waiting, args.tasks)]}
+        entry["counter"] = attempt(counter, runner, args.tasks)
         entry["kill"] = attempt(kill, runner, args.tasks)
         save(results, args.out)
 

@@ -300,7 +300,7 @@ OURS = [
     ("redis-db-postgresql", "ours: Redis + django-db, PostgreSQL"),
     ("procrastinate", None),
 ]  # fmt: skip
-NOT_MEASURED = "not measured for this row (the embedded default on SQLite is)"
+NOT_MEASURED = "not measured for this row"
 
 
 def peer_rows(report):
@@ -315,12 +315,12 @@ def peer_rows(report):
             versions = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
             figures = e.get("error") or figures_of(e["runs"])
             rows.append((e["label"], versions, figures, e.get("backlog"), e.get("kill"),
-                         e["results"]))  # fmt: skip
+                         e["results"], e.get("counter")))  # fmt: skip
         elif key in by and "summary" in by[key]:
             e = by[key]
-            runs = e.get("backlog", {}).get(str(report.get("peer_backlog")))
-            rows.append((label, ours_versions, e["summary"], runs and {"": runs},
-                         e.get("kill"), "read back (django-db rows)"))  # fmt: skip
+            rows.append((label, ours_versions, e["summary"], e.get("backlog"),
+                         e.get("kill"), "read back (TaskResult rows)",
+                         e.get("counter")))  # fmt: skip
     return rows
 
 
@@ -330,14 +330,20 @@ def figures_of(runs):
     return {k: median([r[k] for r in ok if k in r]) for k in keys} if ok else runs[-1]["error"]
 
 
-def backlog_cell(backlog, empty):
-    runs = [r for rs in (backlog or {}).values() for r in rs]
-    if not runs:
-        return NOT_MEASURED
+def backlog_rate(backlog, waiting):
+    """The median tasks/s of the backlog runs with `waiting` tasks behind, or their error."""
+    runs = (backlog or {}).get(str(waiting), [])
     rate = median([r["tasks_per_s"] for r in runs if "error" not in r])
+    return rate if rate is not None or not runs else runs[-1]["error"]
+
+
+def backlog_cell(backlog, waiting):
+    rate, empty = backlog_rate(backlog, waiting), backlog_rate(backlog, 0)
     if rate is None:
-        return "failed: " + runs[-1]["error"][-200:]
-    return f"{fmt(rate)} ({ratio(rate, empty)} ×)"
+        return NOT_MEASURED
+    if isinstance(rate, str):
+        return "failed: " + rate[-200:]
+    return f"{fmt(rate)} ({ratio(rate, empty if isinstance(empty, float) else None)} ×)"
 
 
 def kill_cell(kill):
@@ -346,6 +352,14 @@ def kill_cell(kill):
     if "error" in kill:
         return "failed: " + kill["error"][-200:]
     return f"{kill['lost']} ({kill['sent']} − {kill['done']})"
+
+
+def counter_cell(counter):
+    if not counter:
+        return NOT_MEASURED
+    if "skipped" in counter or "error" in counter:
+        return counter.get("skipped") or "failed: " + counter["error"][-200:]
+    return f"{fmt(counter['tasks_per_s'])}; value {counter['value']} of {counter['tasks']}"
 
 
 def peers_markdown(report):
@@ -359,7 +373,10 @@ def peers_markdown(report):
         "peers' client reads each in turn, where the peer stores it). Idle CPU: the worker's "
         f"process tree over {args['idle_seconds']:g} s after start-up. Backlog: "
         f"{args['tasks']} tasks timed after 200 others, with {waiting:,} more waiting when "
-        f"the worker starts (÷ the empty queue's throughput). Kill -9: {args['tasks']} tasks "
+        f"the worker starts (÷ the same with none waiting). Counter: {args['tasks']} "
+        "read-modify-write increments of one row at once (the generated project's "
+        "increment_counter: the row read locked, written back plus one, in one transaction), "
+        f"tasks/s and the value once each result can be read. Kill -9: {args['tasks']} tasks "
         "queued, a worker started and killed with SIGKILL (main process, then its process "
         "group) once a quarter of the results can be read, a worker started again; lost: "
         "sent − results readable once the queue has had its own redelivery delay + 20 s. "
@@ -367,17 +384,18 @@ def peers_markdown(report):
         "",
     ]  # fmt: skip
     rows = []
-    for label, versions, s, backlog, kill, results in peer_rows(report):
+    for label, versions, s, backlog, kill, results, count in peer_rows(report):
         if isinstance(s, str):  # the peer could not be set up or failed every run
-            rows.append((label, versions or "–", *["failed: " + s[-200:]] * 5, results))
+            rows.append((label, versions or "–", *["failed: " + s[-200:]] * 6, results))
             continue
         rows.append((label, versions, f"{fmt(s['p50_ms'], 1)} / {fmt(s['p95_ms'], 1)}",
-                     fmt(s["tasks_per_s"]), backlog_cell(backlog, s["tasks_per_s"]),
+                     fmt(s["tasks_per_s"]), backlog_cell(backlog, waiting),
                      NOT_MEASURED if s["idle_cpu_pct"] is None else fmt(s["idle_cpu_pct"], 2),
-                     kill_cell(kill), results))  # fmt: skip
+                     counter_cell(count), kill_cell(kill), results))  # fmt: skip
     lines += table(
         ["queue", "versions", "round trip p50 / p95, ms", "tasks/s",
-         f"tasks/s, {waiting:,} waiting", "idle CPU, % of a core", "lost to kill -9 "
+         f"tasks/s, {waiting:,} waiting", "idle CPU, % of a core", "counter: tasks/s; value",
+         "lost to kill -9 "
          "(sent − done)", "results"],
         rows,
     )  # fmt: skip
@@ -398,14 +416,12 @@ def peers_chart(report, path):
     y = list(range(len(rows)))
     colors = ["#4c72b0" if r[0].startswith("ours") else "#dd8452" for r in rows]
 
-    def backlog_rate(backlog):
-        runs = [r for rs in (backlog or {}).values() for r in rs if "error" not in r]
-        return median([r["tasks_per_s"] for r in runs]) or 0
-
     fig, axes = plt.subplots(1, 4, figsize=(18, 0.45 * len(rows) + 2), sharey=True)
     axes[0].barh(y, [r[2]["tasks_per_s"] or 0 for r in rows], color=colors)
-    axes[0].scatter([backlog_rate(r[3]) for r in rows], y, marker="|", color="black", s=90,
-                    label=f"{report.get('peer_backlog', 0):,} waiting")  # fmt: skip
+    waiting = report.get("peer_backlog", 0)
+    behind = [backlog_rate(r[3], waiting) for r in rows]
+    axes[0].scatter([x if isinstance(x, float) else 0 for x in behind], y, marker="|",
+                    color="black", s=90, label=f"{waiting:,} waiting")  # fmt: skip
     axes[0].set_xlabel(f"tasks/s, {report['args']['tasks']} tasks until every result is read")
     axes[1].barh(y, [r[2]["p50_ms"] or 0 for r in rows], color=colors)
     axes[1].scatter([r[2]["p95_ms"] or 0 for r in rows], y, marker="|", color="black", s=90,

@@ -1,15 +1,26 @@
 """The generated project (run from its folder, PEER_SLUG its package), through the same
-client as the peers: for the kill -9 check, which bench/inproject.py does not do."""
+client as the peers: for the kill -9 check and the counter, which bench/inproject.py does
+not do."""
 
 import os
 
 from inproject import load
 
 add = load(os.environ["PEER_SLUG"])
+from demoapp.models import Counter  # noqa: E402 - after load(): django.setup()
+from demoapp.tasks import increment_counter  # noqa: E402
 
 
 def send(x, y):
     return add.delay(x, y).id
+
+
+def send_counter(name):
+    return increment_counter.delay(name).id
+
+
+def value(name):
+    return Counter.objects.get(name=name).value
 
 
 def read(task_id):

@@ -7,10 +7,13 @@
     python client.py APP wait IDS COUNT         until COUNT of the results in IDS are read
     python client.py APP settle IDS SECONDS     how many results in IDS can be read, waiting
                                                 until all can or SECONDS passed
+    python client.py APP counter TASKS          TASKS read-modify-write tasks on one row
 
 APP is a module on PYTHONPATH (bench/peer/*_app.py) with send(x, y) -> an id, read(id) ->
 the result, None until it can be read, and reset() (empty queue and results); optionally
-start() (before sending) and recover() (what the peer's docs do after a worker died).
+start() (before sending), recover() (what the peer's docs do after a worker died), and,
+where tasks have a transactional database, send_counter(name) and value(name): the
+generated project's increment_counter.
 Every command sends `add` and prints one JSON document on stdout.
 """
 
@@ -18,6 +21,7 @@ import importlib
 import json
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +98,16 @@ def throughput(app, tasks, timeout=TIMEOUT):
             "tasks_per_s": stored / elapsed}  # fmt: skip
 
 
+def counter(app, tasks, timeout=TIMEOUT):
+    """`tasks` increments of one counter at once; tasks/s until each result can be read,
+    and the counter's value then (`tasks` unless an update was lost)."""
+    name = f"counter {uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    done, _ = collect(app, [app.send_counter(name) for _ in range(tasks)], timeout)
+    rate = done / (time.perf_counter() - started)
+    return {"tasks": tasks, "done": done, "tasks_per_s": rate, "value": app.value(name)}
+
+
 def fill(app, tasks, ids_file):
     app.reset()
     started = time.perf_counter()
@@ -128,7 +142,7 @@ def main():
         app.start()
     if command == "latency":
         out = latency(Task(app), int(args[0]))
-    elif command in ("throughput", "fill", "drain", "wait", "settle"):
+    elif command in ("throughput", "counter", "fill", "drain", "wait", "settle"):
         out = globals()[command](app, *(a if a.endswith(".json") else json.loads(a) for a in args))
     else:
         raise SystemExit(f"unknown command {command!r}")

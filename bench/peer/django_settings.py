@@ -22,7 +22,9 @@ DATABASES = {
         },
     }
 }
-INSTALLED_APPS = {"django-q2": ["django_q"], "django-tasks-db": ["django_tasks_db"]}[PEER]
+INSTALLED_APPS = ["counter"] + {"django-q2": ["django_q"], "django-tasks-db": ["django_tasks_db"]}[
+    PEER
+]
 # django-q2's ORM broker as its broker docs configure it, with 2 workers; save_limit 0:
 # keep every result (the default, 250, deletes older ones before they are read back).
 Q_CLUSTER = {

@@ -5,6 +5,7 @@ import django
 
 django.setup()
 
+from counter.models import increment, value  # noqa: E402, F401 - value: the client's
 from django_q.models import OrmQ, Task  # noqa: E402
 from django_q.tasks import async_task, result  # noqa: E402
 
@@ -14,8 +15,16 @@ def add(x, y):
     return x + y
 
 
+def increment_counter(name):
+    return increment(name)
+
+
 def send(x, y):
     return async_task("djangoq_app.add", x, y)
+
+
+def send_counter(name):
+    return async_task("djangoq_app.increment_counter", name)
 
 
 def read(task_id):

@@ -6,7 +6,8 @@ import django
 
 django.setup()
 
-from django_tasks import TaskResultStatus, task  # noqa: E402
+from counter.models import increment, value  # noqa: E402, F401 - value: the client's
+from django_tasks import TaskResultStatus, default_task_backend, task  # noqa: E402
 from django_tasks_db.models import DBTaskResult  # noqa: E402
 
 
@@ -16,12 +17,21 @@ def add(x, y):
     return x + y
 
 
+@task()
+def increment_counter(name):
+    return increment(name)
+
+
 def send(x, y):
     return add.enqueue(x, y).id
 
 
+def send_counter(name):
+    return increment_counter.enqueue(name).id
+
+
 def read(task_id):
-    result = add.get_result(task_id)
+    result = default_task_backend.get_result(task_id)
     return result.return_value if result.status == TaskResultStatus.SUCCESSFUL else None
 
 
