@@ -31,6 +31,7 @@ SETTLE = 20  # seconds, after a restart and the peer's own redelivery delay, for
 # Ours in the peers table: the embedded default, and beside procrastinate our PostgreSQL rows.
 OURS = ("filesystem-db-sqlite", "filesystem-db-postgresql", "redis-db-postgresql")
 DJANGO = ["python", "-m", "django"]
+MIGRATE = [*DJANGO, "migrate", "--no-input", "--run-syncdb"]  # syncdb: counter/, no migrations
 
 
 @dataclass
@@ -62,7 +63,7 @@ PEERS = [
          "IMMEDIATE, 20 s timeout); Q_CLUSTER as its ORM broker docs give it (orm default, "
          "timeout 90, retry 120, queue_limit 50, bulk 10), workers 2, save_limit 0 so no "
          "result is deleted before it is read; `manage.py qcluster`",
-         ("django-q2", "django"), setup=([*DJANGO, "migrate", "--no-input"],),
+         ("django-q2", "django"), setup=(MIGRATE,),
          redeliver_s=120),
     Peer("django-tasks-db", "django-tasks-db: db_worker, SQLite", "dtasks_app",
          ["sh", "-c", "trap 'trap - TERM; kill 0' TERM; python -m django db_worker & "
@@ -72,7 +73,7 @@ PEERS = [
          "project's SQLite options; two `manage.py db_worker` processes (each runs one task "
          "at a time), its defaults (polling every 1 s when idle)",
          ("django-tasks-db", "django-tasks", "django"),
-         setup=([*DJANGO, "migrate", "--no-input"],)),
+         setup=(MIGRATE,)),
     Peer("procrastinate", "procrastinate: PostgreSQL", "procrastinate_app",
          ["python", "-m", "procrastinate", "--verbose", "--app=procrastinate_app.app",
           "worker", "--concurrency", "2"],

@@ -276,13 +276,20 @@ def chart(report, path):
     axes[2].set_xlabel("CPU ms per task, by process")
     axes[2].legend(loc="lower right", fontsize=8)
     axes[0].set_yticks(y, [e["label"] for e in entries], fontsize=8)
+    finish(fig, axes, report, path, "Blue: brokers × result backends, generated defaults. "
+           "Orange: (a) bare Celery, (c) cookiecutter-django's settings. Green: candidate "
+           "changes.")  # fmt: skip
+
+
+def finish(fig, axes, report, path, title):
+    """Grid lines, the title over the run's cores, repeats and date; saved to `path`."""
+    import matplotlib.pyplot as plt
+
     for ax in axes:
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(
-        "Blue: brokers × result backends, generated defaults. Orange: (a) bare Celery, "
-        "(c) cookiecutter-django's settings. Green: candidate changes.\n"
-        f"{report['machine']['cores']} cores, medians of {report['args']['repeat']} runs, "
-        f"{report['started']}",
+        f"{title}\n{report['machine']['cores']} cores, medians of {report['args']['repeat']} "
+        f"runs, {report['started']}",
         fontsize=9,
     )
     fig.tight_layout()
@@ -434,19 +441,10 @@ def peers_chart(report, path):
     axes[3].barh(y, lost, color=colors)
     axes[3].set_xlabel(f"tasks lost to kill -9, of {report['args']['tasks']}")
     axes[0].set_yticks(y, [f"{r[0]}\n{r[1]}" for r in rows], fontsize=8)
-    for ax in axes:
-        ax.grid(axis="x", alpha=0.3)
     for ax in axes[:2]:
         ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(
-        "Blue: ours. Orange: the peers. Rows without a figure (idle, backlog, kill) were not "
-        f"measured for that row.\n{report['machine']['cores']} cores, medians of "
-        f"{report['args']['repeat']} runs, {report['started']}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    finish(fig, axes, report, path, "Blue: ours. Orange: the peers. A row without a bar in "
+           "a panel was not measured there (see the table).")  # fmt: skip
 
 
 def write(report, out, docs=False):
