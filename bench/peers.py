@@ -167,14 +167,21 @@ def measure(runner, args):
 
 def backlog(runner, waiting, tasks):
     """Tasks per second over `tasks` results read after WARMUP others, with `waiting`
-    more queued behind them when the worker starts (as bench.py's backlog_check)."""
+    more queued behind them when the worker starts (bench.py's backlog_check, with the
+    reader started before the worker)."""
     ids = runner.project.path / "backlog.json"
     runner.client("fill", WARMUP + tasks + waiting, ids)
+    # The reader first: a fast worker would be past WARMUP before a reader started after it.
+    name = f"drain-{waiting}-{next(runner.starts)}"
+    reader = runner.project.spawn(name, CLIENT, runner.app, "drain", ids, WARMUP, WARMUP + tasks)
+    reader.wait_for("reading")
     worker = runner.start("worker-backlog")
     try:
-        return {"waiting": waiting} | runner.client("drain", ids, WARMUP, WARMUP + tasks)
+        reader.popen.wait(900)
     finally:
         worker.stop()
+        reader.stop()
+    return {"waiting": waiting} | json.loads(reader.output().splitlines()[-1])
 
 
 def counter(runner, tasks):
@@ -211,7 +218,7 @@ def run_all(bench, peers, ours, results, args, say, save):
     """Every chosen peer, --repeat times, then the once-a-run checks, ours included;
     `ours` is our embedded default's Variant (None when it was not chosen)."""
     waiting = QUICK_BACKLOG if args.quick else BACKLOG
-    results["peer_backlog"] = waiting
+    results["peers_waiting"] = waiting
     entries = results.setdefault("peers", {})
     runners = {}
     for peer in peers:
@@ -235,12 +242,9 @@ def run_all(bench, peers, ours, results, args, say, save):
         checks.append((ours.key, our_runner(bench, ours), results["variants"][ours.key]))
     for key, runner, entry in checks:
         say(f"{key}: {waiting} tasks waiting; the counter; kill -9 mid-run")
-        for behind in (0, waiting):  # ours: bench.py's own backlog run, at this size
-            ourselves = key == getattr(ours, "key", None)
-            check = (bench.backlog_check, ours) if ourselves else (backlog, runner)
-            entry.setdefault("backlog", {}).setdefault(str(behind), []).append(
-                attempt(*check, behind, args.tasks)
-            )
+        # Ours too: the same reader as the peers' (bench.py's own backlog runs are kept).
+        entry["peers_backlog"] = {str(n): attempt(backlog, runner, n, args.tasks)
+                                 for n in (0, waiting)}  # fmt: skip
         entry["counter"] = attempt(counter, runner, args.tasks)
         entry["kill"] = attempt(kill, runner, args.tasks)
         save(results, args.out)

@@ -321,11 +321,11 @@ def peer_rows(report):
             e = entries[key]
             versions = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
             figures = e.get("error") or figures_of(e["runs"])
-            rows.append((e["label"], versions, figures, e.get("backlog"), e.get("kill"),
+            rows.append((e["label"], versions, figures, e.get("peers_backlog"), e.get("kill"),
                          e["results"], e.get("counter")))  # fmt: skip
         elif key in by and "summary" in by[key]:
             e = by[key]
-            rows.append((label, ours_versions, e["summary"], e.get("backlog"),
+            rows.append((label, ours_versions, e["summary"], e.get("peers_backlog"),
                          e.get("kill"), "read back (TaskResult rows)",
                          e.get("counter")))  # fmt: skip
     return rows
@@ -338,10 +338,9 @@ def figures_of(runs):
 
 
 def backlog_rate(backlog, waiting):
-    """The median tasks/s of the backlog runs with `waiting` tasks behind, or their error."""
-    runs = (backlog or {}).get(str(waiting), [])
-    rate = median([r["tasks_per_s"] for r in runs if "error" not in r])
-    return rate if rate is not None or not runs else runs[-1]["error"]
+    """Tasks/s of the backlog run with `waiting` tasks behind, its error, or None."""
+    run = (backlog or {}).get(str(waiting), {})
+    return run.get("tasks_per_s", run.get("error"))
 
 
 def backlog_cell(backlog, waiting):
@@ -371,7 +370,7 @@ def counter_cell(counter):
 
 def peers_markdown(report):
     """The peers table, then one line per row on how it was set up."""
-    args, waiting = report["args"], report.get("peer_backlog", 0)
+    args, waiting = report["args"], report.get("peers_waiting", 0)
     lines = [
         "", "#### Peers, same work", "",
         f"The `add` task, concurrency 2 everywhere. Round trip: {args['samples']} tasks one at "
@@ -425,7 +424,7 @@ def peers_chart(report, path):
 
     fig, axes = plt.subplots(1, 4, figsize=(18, 0.45 * len(rows) + 2), sharey=True)
     axes[0].barh(y, [r[2]["tasks_per_s"] or 0 for r in rows], color=colors)
-    waiting = report.get("peer_backlog", 0)
+    waiting = report.get("peers_waiting", 0)
     behind = [backlog_rate(r[3], waiting) for r in rows]
     axes[0].scatter([x if isinstance(x, float) else 0 for x in behind], y, marker="|",
                     color="black", s=90, label=f"{waiting:,} waiting")  # fmt: skip

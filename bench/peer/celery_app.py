@@ -32,3 +32,4 @@ def reset():
     from django_celery_results.models import TaskResult
 
     TaskResult.objects.all().delete()
+    add.app.control.purge()  # no tasks left waiting from an earlier run

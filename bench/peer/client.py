@@ -118,6 +118,7 @@ def fill(app, tasks, ids_file):
 
 def drain(app, ids_file, first, last):
     ids = json.loads(Path(ids_file).read_text())
+    print("reading", file=sys.stderr, flush=True)  # bench/peers.py starts the worker now
     done, at = collect(app, ids, until=last, marks=(first, last))
     if done < last:
         raise SystemExit(f"only {done} results could be read within {TIMEOUT} s")
