@@ -173,7 +173,7 @@ def backlog(runner, waiting, tasks):
     runner.client("fill", WARMUP + tasks + waiting, ids)
     # The reader first: a fast worker would be past WARMUP before a reader started after it.
     name = f"drain-{waiting}-{next(runner.starts)}"
-    reader = runner.project.spawn(name, CLIENT, runner.app, "drain", ids, WARMUP, WARMUP + tasks)
+    reader = runner.project.spawn(name, CLIENT, runner.app, "drain", WARMUP, WARMUP + tasks)
     reader.wait_for("reading")
     worker = runner.start("worker-backlog")
     try:

@@ -9,6 +9,7 @@ from inproject import load
 add = load(os.environ["PEER_SLUG"])
 from demoapp.models import Counter  # noqa: E402 - after load(): django.setup()
 from demoapp.tasks import increment_counter  # noqa: E402
+from django_celery_results.models import TaskResult  # noqa: E402
 
 
 def send(x, y):
@@ -28,8 +29,10 @@ def read(task_id):
     return result.result if result.successful() else None
 
 
-def reset():
-    from django_celery_results.models import TaskResult
+def stored():
+    return TaskResult.objects.filter(status="SUCCESS").count()
 
+
+def reset():
     TaskResult.objects.all().delete()
     add.app.control.purge()  # no tasks left waiting from an earlier run

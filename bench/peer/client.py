@@ -3,14 +3,15 @@
     python client.py APP latency SAMPLES        round trips one at a time (inproject's loop)
     python client.py APP throughput TASKS       TASKS tasks at once, until each can be read
     python client.py APP fill TASKS IDS         empty the store, send TASKS, ids into IDS
-    python client.py APP drain IDS FIRST LAST   tasks/s between the FIRST and LAST result
+    python client.py APP drain FIRST LAST       tasks/s between the FIRST and LAST result
     python client.py APP wait IDS COUNT         until COUNT of the results in IDS are read
     python client.py APP settle IDS SECONDS     how many results in IDS can be read, waiting
                                                 until all can or SECONDS passed
     python client.py APP counter TASKS          TASKS read-modify-write tasks on one row
 
 APP is a module on PYTHONPATH (bench/peer/*_app.py) with send(x, y) -> an id, read(id) ->
-the result, None until it can be read, and reset() (empty queue and results); optionally
+the result, None until it can be read, stored() (how many results are stored), and
+reset() (empty queue and results); optionally
 start() (before sending), recover() (what the peer's docs do after a worker died), and,
 where tasks have a transactional database, send_counter(name) and value(name): the
 generated project's increment_counter.
@@ -116,13 +117,20 @@ def fill(app, tasks, ids_file):
     return {"sent": tasks, "send_seconds": time.perf_counter() - started}
 
 
-def drain(app, ids_file, first, last):
-    ids = json.loads(Path(ids_file).read_text())
+def drain(app, first, last):
+    """Tasks/s between the FIRST and the LAST result stored, counted as inproject.py's
+    drain counts TaskResult rows: in whatever order the worker takes the tasks."""
     print("reading", file=sys.stderr, flush=True)  # bench/peers.py starts the worker now
-    done, at = collect(app, ids, until=last, marks=(first, last))
-    if done < last:
-        raise SystemExit(f"only {done} results could be read within {TIMEOUT} s")
-    return {"tasks_per_s": (last - first) / (at[last] - at[first])}
+    marks, deadline = {}, time.perf_counter() + TIMEOUT
+    while len(marks) < 2 and time.perf_counter() < deadline:
+        stored = app.stored()
+        for mark in (first, last):
+            if stored >= mark:
+                marks.setdefault(mark, time.perf_counter())
+        time.sleep(WAIT_POLL)
+    if len(marks) < 2:
+        raise SystemExit(f"only {stored} results stored within {TIMEOUT} s")
+    return {"tasks_per_s": (last - first) / (marks[last] - marks[first])}
 
 
 def wait(app, ids_file, count):

@@ -31,6 +31,10 @@ def read(task_id):
     return result(task_id)  # None until the cluster has saved it
 
 
+def stored():
+    return Task.objects.filter(success=True).count()
+
+
 def reset():
     OrmQ.objects.all().delete()
     Task.objects.all().delete()

@@ -35,5 +35,9 @@ def read(task_id):
     return result.return_value if result.status == TaskResultStatus.SUCCESSFUL else None
 
 
+def stored():
+    return DBTaskResult.objects.filter(status=TaskResultStatus.SUCCESSFUL).count()
+
+
 def reset():
     DBTaskResult.objects.all().delete()

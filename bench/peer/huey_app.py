@@ -26,5 +26,9 @@ def read(task_id):
     return huey.result(task_id, preserve=True)
 
 
+def stored():
+    return huey.result_count()
+
+
 def reset():
     huey.flush()

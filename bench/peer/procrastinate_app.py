@@ -65,6 +65,11 @@ def value(name):
         return connection.execute(query, (name,)).fetchone()[0]
 
 
+def stored():
+    query = "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'succeeded'"
+    return app.connector.get_sync_connector().execute_query_one(query)["n"]
+
+
 def reset():
     app.connector.get_sync_connector().execute_query("TRUNCATE procrastinate_jobs CASCADE")
 
