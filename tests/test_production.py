@@ -61,7 +61,8 @@ def wait_until(predicate, what, process=None):
 def serve_as_procfile(project, processes=("web",), https=False):
     """Run the Procfile's release step, then its processes; return the site's URL.
 
-    DEBUG is off, as on a platform. SECURE_SSL_REDIRECT=false unless `https`: no TLS proxy in front."""
+    DEBUG is off, as on a platform. SECURE_SSL_REDIRECT=false unless `https`: no TLS proxy
+    in front."""
     entries = procfile(project)
     port = free_port()
     project.env |= {"DEBUG": "false", "PORT": str(port)}
