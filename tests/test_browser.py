@@ -128,6 +128,7 @@ def test_dashboard_starts_tasks_and_shows_their_progress_and_results(site, page,
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     expect(page).to_have_url(f"{url}/tasks/")
+    page.wait_for_load_state("load")  # its script and style sheets have arrived
     # The admin's style sheet and the dashboard's script and style, under hashed names
     # when DEBUG is off.
     for static in ("admin/css/base", "demoapp/tasks"):
