@@ -125,6 +125,13 @@ def test_warm_shutdown_with_a_backlog_loses_nothing(embedded):
     assert message_files(embedded, ".claimed/*/*") == []
 
 
+def running(worker):
+    """The ids of the tasks the worker's log says it received and did not finish."""
+    log = worker.output()
+    received = set(re.findall(r"Task \S+\[([0-9a-f-]+)\] received", log))
+    return received - set(re.findall(r"Task \S+\[([0-9a-f-]+)\] succeeded", log))
+
+
 def test_a_killed_workers_tasks_go_to_the_other_worker(embedded):
     """Two workers on one queue folder; kill -9 one of them and do not restart it: the
     other puts back what the dead one had claimed, and every task is done."""
@@ -132,6 +139,10 @@ def test_a_killed_workers_tasks_go_to_the_other_worker(embedded):
     second = embedded.start_worker("second", "--concurrency", CONCURRENCY)
     embedded.send(40)  # long_task(3, 0.1): about 0.3 s each
     embedded.wait_done(at_least=6)
+    deadline = time.monotonic() + 60
+    while not running(first):  # killed while it holds a claim, or there is nothing to restore
+        assert time.monotonic() < deadline, "the first worker took no task"
+        time.sleep(0.02)
     first.stop(signal.SIGKILL)
     outcome = embedded.wait_done()
     assert outcome["done"] == outcome["sent"] == 40, outcome
