@@ -26,13 +26,25 @@ from .celery import app as celery_app
 try:
     from django.tasks import DEFAULT_TASK_QUEUE_NAME
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import TaskContext, TaskError, TaskResult, TaskResultStatus
+    from django.tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultStatus,
+    )
     from django.tasks.exceptions import TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError:  # Django 5.2: the django-tasks backport
     from django_tasks import DEFAULT_TASK_QUEUE_NAME
     from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import TaskContext, TaskError, TaskResult, TaskResultStatus
+    from django_tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultStatus,
+    )
     from django_tasks.exceptions import TaskResultDoesNotExist
     from django_tasks.signals import task_enqueued, task_finished, task_started
 
@@ -133,7 +145,7 @@ class CeleryBackend(BaseTaskBackend):
         options = {"task_id": result.id, "eta": task.run_after, **shown}
         if task.queue_name != DEFAULT_TASK_QUEUE_NAME:
             options["queue"] = task.queue_name
-        if self.supports_priority:
+        if task.priority != DEFAULT_TASK_PRIORITY:  # validate_task() let it through: Redis
             options["priority"] = redis_priority(task.priority)
         if self.supports_get_result:
             # A PENDING row: get_result() can tell a queued task from an unknown id.
