@@ -266,11 +266,18 @@ class Bench:
         project = self.project(v)
         shutil.rmtree(project.path / ".broker", ignore_errors=True)
         self.inproject(project, "fill", warmup + tasks + waiting)
+        # The reader first: a worker started before it could be past `warmup` already.
+        reader = project.spawn(f"drain-{waiting}", INPROJECT, project.slug, "drain", warmup,
+                               warmup + tasks)  # fmt: skip
+        reader.wait_for("reading")
         worker = project.start_worker(f"worker-{v.key}-backlog-{waiting}")
         try:
-            out = self.checked(worker, project, "drain", warmup, warmup + tasks)
+            if reader.popen.wait(900):
+                raise RuntimeError(f"drain failed: {reader.output()[-600:]}")
         finally:
             worker.stop()
+            reader.stop()
+        out = json.loads(reader.output().splitlines()[-1])
         return out | self.inproject(project, "claim", min(1000, waiting))
 
     def restart_check(self, v, tasks=20):
@@ -530,6 +537,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops everything
     started = time.monotonic()
     chosen_peers = peers.chosen(args.only)
+    if args.docs and args.only and not chosen_peers:
+        raise SystemExit("bench/run: --docs with --only writes only the peers' table: name a peer")
     chosen = [
         v
         for v in variants()
@@ -568,13 +577,13 @@ def main():
                     say(f"run {repeat}/{args.repeat}: {v.key} with {waiting} tasks waiting")
                     results["variants"][v.key].setdefault("backlog", {}).setdefault(
                         str(waiting), []
-                    ).append(bench.backlog_check(v, waiting))
+                    ).append(peers.attempt(bench.backlog_check, v, waiting))
         for v in (v for v in chosen if v.restart):
             say(f"PostgreSQL restart under {v.key}")
             results["variants"][v.key]["restart"] = bench.restart_check(v)
         if chosen_peers:
-            embedded = next((v for v in chosen if v.key == report.GENERATED["embedded"]), None)
-            peers.run_all(bench, chosen_peers, embedded, results, args, say, save)
+            ours = [v for v in chosen if v.key in peers.OURS]
+            peers.run_all(bench, chosen_peers, ours, results, args, say, save)
         say("django-cache as generated")
         results["cache_check"] = bench.cache_check()
         results["profiles"] = {}

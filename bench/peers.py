@@ -28,8 +28,23 @@ CLIENT = PEER / "client.py"
 BACKLOG, QUICK_BACKLOG = 20_000, 2_000  # tasks waiting when the worker starts
 WARMUP = 200  # results read before the backlog run's timing starts, as backlog_check's
 SETTLE = 20  # seconds, after a restart and the peer's own redelivery delay, for the rest
-# Ours in the peers table: the embedded default, and beside procrastinate our PostgreSQL rows.
-OURS = ("filesystem-db-sqlite", "filesystem-db-postgresql", "redis-db-postgresql")
+# Ours in the peers table: the embedded default, and beside procrastinate our PostgreSQL
+# rows; each with what its kill -9 check changes. Redis hands a dead worker's tasks out again
+# once visibility_timeout has passed (600 s as generated, swept every 100 s): here 30 s,
+# swept every second, so that the check waits for it as long as for procrastinate's.
+REDIS_REDELIVERY = {"visibility_timeout": 30, "unacked_restore_interval": 1,
+                    "unacked_restore_throttle": 1}  # fmt: skip
+OURS = {
+    "filesystem-db-sqlite": ({}, 0, ""),
+    "filesystem-db-postgresql": ({}, 0, ""),
+    "redis-db-postgresql": (
+        {"CELERY_BROKER_TRANSPORT_OPTIONS": json.dumps(REDIS_REDELIVERY)}, 30,
+        "the generated settings, but for CELERY_BROKER_TRANSPORT_OPTIONS="
+        f"`{json.dumps(REDIS_REDELIVERY)}` (generated: visibility_timeout 600 s, twice the "
+        "hard time limit), so that the kill -9 check waits for Redis' redelivery as long as "
+        "for procrastinate's",
+    ),
+}  # fmt: skip
 DJANGO = ["python", "-m", "django"]
 MIGRATE = [*DJANGO, "migrate", "--no-input", "--run-syncdb"]  # syncdb: counter/, no migrations
 
@@ -139,11 +154,13 @@ def peer_runner(bench, peer):
 def our_runner(bench, v):
     """Variant `v` of the generated project, driven by the peers' client (celery_app.py)."""
     base = bench.project(v)
-    env = base.env | {"PYTHONPATH": f"{PEER}:{base.env['PYTHONPATH']}", "PEER_SLUG": base.slug}
+    settings, redeliver_s, _ = OURS[v.key]
+    env = base.env | settings | {"PYTHONPATH": f"{PEER}:{base.env['PYTHONPATH']}",
+                                 "PEER_SLUG": base.slug}  # fmt: skip
     project = Project(base.path, base.python, env)
     bench.projects.append(project)
     shutil.rmtree(project.path / ".broker", ignore_errors=True)  # no earlier messages
-    return Runner(project, "celery_app", project.start_worker)
+    return Runner(project, "celery_app", project.start_worker, redeliver_s)
 
 
 def versions(runner, packages):
@@ -216,7 +233,7 @@ def kill(runner, tasks):
 
 def run_all(bench, peers, ours, results, args, say, save):
     """Every chosen peer, --repeat times, then the once-a-run checks, ours included;
-    `ours` is our embedded default's Variant (None when it was not chosen)."""
+    `ours`: the Variants of OURS chosen."""
     waiting = QUICK_BACKLOG if args.quick else BACKLOG
     results["peers_waiting"] = waiting
     entries = results.setdefault("peers", {})
@@ -238,8 +255,11 @@ def run_all(bench, peers, ours, results, args, say, save):
             say(f"run {repeat}/{args.repeat}: peer {key}")
             entry["runs"].append(attempt(measure, runner, args))
             save(results, args.out)
-    if ours is not None:
-        checks.append((ours.key, our_runner(bench, ours), results["variants"][ours.key]))
+    for v in ours:
+        entry = results["variants"][v.key]
+        if OURS[v.key][2]:
+            entry["peers_config"] = OURS[v.key][2]
+        checks.append((v.key, our_runner(bench, v), entry))
     for key, runner, entry in checks:
         say(f"{key}: {waiting} tasks waiting; the counter; kill -9 mid-run")
         # Ours too: the same reader as the peers' (bench.py's own backlog runs are kept).

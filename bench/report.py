@@ -5,7 +5,9 @@ import statistics
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+# --docs replaces what is between these lines: the full run's tables, then the peers' table.
 DOC_START, DOC_END = "<!-- bench:start -->", "<!-- bench:end -->"
+PEERS_START, PEERS_END = "<!-- peers:start -->", "<!-- peers:end -->"
 
 CPU_PARTS = {
     "main": "worker main process",
@@ -79,8 +81,9 @@ def machine_line(m):
     )
 
 
-def markdown(report):
-    """results.md: how and where it ran, then one table per question, then the targets."""
+def markdown(report, peers=True):
+    """results.md: how and where it ran, then one table per question (with `peers`, the
+    peers' too), then the targets."""
     by, args = report["variants"], report["args"]
     a = by["a-bare"]["summary"]
     others = [r["other_cores"] for e in by.values() for r in e["runs"] if "other_cores" in r]
@@ -175,7 +178,7 @@ def markdown(report):
             [(f"{b['waiting']:,}", fmt(b["tasks_per_s"]), ratio(b["tasks_per_s"], empty),
               fmt(b["listing_ms"], 1), fmt(b["claim_us"])) for b in backlog],
         )  # fmt: skip
-    if report.get("peers"):
+    if peers and report.get("peers"):
         lines += peers_markdown(report)
     lines += ["", "#### Targets", ""]
     lines += table(
@@ -213,7 +216,7 @@ def verdicts(report):
             )
         rows.append((target, *cells))
     backlog = backlog_summary(report)
-    if backlog:
+    if backlog and backlog[-1]["tasks_per_s"] and backlog[0]["tasks_per_s"]:
         ratio_ = backlog[-1]["tasks_per_s"] / backlog[0]["tasks_per_s"]
         rows.append(
             (
@@ -232,9 +235,10 @@ def verdicts(report):
 def backlog_summary(report):
     """Medians of the embedded default's backlog runs, by number of tasks waiting."""
     runs = report["variants"].get(GENERATED["embedded"], {}).get("backlog", {})
+    keys = ("tasks_per_s", "listing_ms", "claim_us")  # a failed run has only "error"
     return [
         {"waiting": int(waiting)}
-        | {k: median([r[k] for r in rs if r[k] is not None]) for k in rs[0] if k != "waiting"}
+        | {k: median([r[k] for r in rs if r.get(k) is not None]) for k in keys}  # fmt: skip
         for waiting, rs in sorted(runs.items(), key=lambda item: int(item[0]))
     ]
 
@@ -407,6 +411,9 @@ def peers_markdown(report):
     )  # fmt: skip
     lines += ["", "How each peer was set up:", ""]
     lines += [f"- **{e['label']}**: {e['config']}." for e in report.get("peers", {}).values()]
+    ours = {key: label for key, label in OURS if label}
+    lines += [f"- **{ours[key]}**: {e['peers_config']}." for key, e in report["variants"].items()
+              if key in ours and "peers_config" in e]  # fmt: skip
     return lines
 
 
@@ -455,11 +462,21 @@ def write(report, out, docs=False):
     chart(report, out / "chart.png")
     if report.get("peers"):
         peers_chart(report, out / "peers.png")
-    if docs:
+    if docs:  # a run of some variants (--only) leaves the full run's tables as they are
         doc = DOC.read_text()
-        start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
-        DOC.write_text(f"{doc[:start]}\n{text}{doc[end:]}")
-        shutil.copy(out / "chart.png", DOC.with_name("performance.png"))
+        if not report["args"]["only"]:
+            doc = replace_block(doc, DOC_START, DOC_END, markdown(report, peers=False))
+            shutil.copy(out / "chart.png", DOC.with_name("performance.png"))
         if report.get("peers"):
+            run = f"Run {report['started']} on: {machine_line(report['machine'])}.\n"
+            doc = replace_block(
+                doc, PEERS_START, PEERS_END, run + "\n".join(peers_markdown(report))
+            )
             shutil.copy(out / "peers.png", DOC.with_name("performance-peers.png"))
+        DOC.write_text(doc)
     return text
+
+
+def replace_block(doc, start, end, text):
+    head, rest = doc.split(start, 1)
+    return f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"

@@ -71,13 +71,17 @@ class Process:
     name: str
     popen: subprocess.Popen
     log: Path
+    start: int = 0  # where this process's output begins in `log`, which earlier runs share
 
     @property
     def pid(self):
         return self.popen.pid
 
     def output(self):
-        return self.log.read_text(errors="replace")
+        """What this process has printed (not what an earlier one of its name printed)."""
+        with self.log.open("rb") as log:
+            log.seek(self.start)
+            return log.read().decode(errors="replace")
 
     def wait_for(self, text, timeout=60):
         deadline = time.monotonic() + timeout
@@ -164,6 +168,7 @@ class Project:
         """Run `command` (a list) in the background in its own session, logging to NAME.log."""
         log = self.path / f"{name}.log"
         with log.open("ab") as out:
+            start = out.tell()
             popen = subprocess.Popen(
                 list(map(str, command)),
                 cwd=self.path,
@@ -172,7 +177,7 @@ class Project:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        process = Process(name, popen, log)
+        process = Process(name, popen, log, start)
         self.processes.append(process)
         return process
 
