@@ -35,10 +35,11 @@ INPROJECT = BENCH / "inproject.py"
 PY_SPY = Path(sys.executable).with_name("py-spy")  # installed by bench/requirements.txt
 
 # Changes to the generated settings, applied by bench_settings.py.
-# The defaults before commit 867b2bf: with CELERY_DB_REUSE_MAX unset, Celery's Django fixup
-# closes every database connection before and after each task.
+# The defaults before commit 867b2bf: with CELERY_DB_REUSE_MAX unset (0 here, as celery.py
+# sets it only where the settings do not), Celery's Django fixup closes every database
+# connection before and after each task.
 LIBRARY_BACKEND = {"CELERY_RESULT_BACKEND": "django-db"}
-PREVIOUS = {"-CELERY_DB_REUSE_MAX": None} | LIBRARY_BACKEND
+PREVIOUS = {"CELERY_DB_REUSE_MAX": 0} | LIBRARY_BACKEND
 # kombu's own filesystem transport on the folders the embedded broker uses, polling every
 # 0.05 s as the generated settings did before the project's transport watched the folder.
 KOMBU_TRANSPORT = {

@@ -67,15 +67,19 @@ def debug_task(self):
     print(f"Request: {self.request!r}")
 
 
+@app.on_after_configure.connect
+def keep_database_connections(sender, **kwargs):
+    """Celery's Django fixup closes every database connection around each task, and
+    each task pays for a new one, unless CELERY_DB_REUSE_MAX is set: then it closes
+    them every 1000 tasks, and the handler below drops broken or expired ones."""
+    sender.conf.setdefault("CELERY_DB_REUSE_MAX", 1000)
+
+
 @task_prerun.connect
 @task_postrun.connect
 def close_old_database_connections(task=None, **kwargs):
-    """Drop database connections that are broken or older than CONN_MAX_AGE.
-
-    Django does this around each request. Celery's own fixup would instead close
-    every connection around each task, and pay for a new one each time, unless
-    CELERY_DB_REUSE_MAX is set (it is, in settings.py). A task run eagerly, in
-    the caller's process, shares the caller's connection and transaction.
-    """
+    """Drop database connections that are broken or older than CONN_MAX_AGE, as
+    Django does around each request. A task run eagerly, in the caller's process,
+    shares the caller's connection and transaction: those are left alone."""
     if task is None or not task.request.is_eager:
         close_old_connections()

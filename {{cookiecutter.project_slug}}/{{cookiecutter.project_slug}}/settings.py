@@ -26,6 +26,9 @@ SECRET_KEY = env.str("SECRET_KEY")
 
 DEBUG = env.bool("DEBUG", default=False)
 
+# SECURITY WARNING: with a guessable key anyone can forge sessions and password
+# reset links. `check --deploy` warns of such a key (security.W009), but only when
+# someone runs it; a server that would run with one refuses to start.
 if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
     raise ImproperlyConfigured("SECRET_KEY must be 50 or more random characters when DEBUG is off")
 
@@ -94,12 +97,10 @@ LOGIN_URL = "admin:login"
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases
 
 DATABASES = {"default": env.db("DATABASE_URL")}
-if DATABASES["default"].get("ENGINE") not in (
-    "django.db.backends.sqlite3",
-    "django.db.backends.postgresql",
-    "django.db.backends.mysql",
-):
-    raise ImproperlyConfigured("DATABASE_URL must be a sqlite:///, postgres:// or mysql:// URL")
+# Django would notice a DATABASE_URL that names no database only at the first
+# query: a worker would start, then fail every task.
+if DATABASES["default"].get("ENGINE") not in environ.Env.DB_SCHEMES.values():
+    raise ImproperlyConfigured("DATABASE_URL must be a database URL such as sqlite:///db.sqlite3")
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A relative file name is relative to this project, not to the current directory.
@@ -220,12 +221,9 @@ SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[]))
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 
-# filesystem:// (no server), redis://host:6379/0 or amqp://user:pass@host:5672//
+# filesystem:// (no server, see broker.py), redis://host:6379/0 or
+# amqp://user:pass@host:5672//
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
-_broker_scheme = CELERY_BROKER_URL.partition("://")[0]
-_BROKER_SCHEMES = ("filesystem", "memory", "redis", "rediss", "amqp", "amqps", "pyamqp")
-if "://" not in CELERY_BROKER_URL or _broker_scheme not in _BROKER_SCHEMES:
-    raise ImproperlyConfigured("CELERY_BROKER_URL must be a filesystem://, redis:// or amqp:// URL")
 # A worker started before its broker waits for it instead of exiting.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -234,27 +232,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 
-# Options for the transport the broker URL names; CELERY_BROKER_TRANSPORT_OPTIONS
-# (JSON) overrides or adds to them without a code change, e.g. {"visibility_timeout": 900}.
-# The embedded broker (filesystem://) needs none: see broker.py.
-if _broker_scheme in ("redis", "rediss"):
-    _transport_options = {
-        # Redis hands an unacknowledged task to another worker after this long:
-        # it must outlast the longest task, or long tasks run twice.
-        "visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT,
-        # Look for such tasks every 10 s, not every 100 s.
-        "unacked_restore_throttle": 1,
-    }
-elif _broker_scheme in ("amqp", "amqps", "pyamqp"):
-    _transport_options = {
-        # Wait for RabbitMQ to confirm each publish, so none is silently dropped.
-        "confirm_publish": True,
-    }
-else:
-    _transport_options = {}
-CELERY_BROKER_TRANSPORT_OPTIONS = _transport_options | env.json(
-    "CELERY_BROKER_TRANSPORT_OPTIONS", default={}
-)
+# Each transport reads its own options and ignores the others'. The environment's
+# CELERY_BROKER_TRANSPORT_OPTIONS (JSON) overrides or adds to them.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis hands an unacknowledged task to another worker after this long: it
+    # must outlast the longest task, or long tasks run twice. Look for such tasks
+    # every 10 s, not every 100 s.
+    "visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT,
+    "unacked_restore_throttle": 1,
+    # RabbitMQ confirms each publish, so none is silently dropped.
+    "confirm_publish": True,
+} | env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
 # Keep retrying a publish for about half a minute while the broker is away
 # (a restart), instead of failing the request after Celery's default 0.6 s.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
@@ -319,9 +307,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Replace each pool process after this many tasks, which bounds slow leaks.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
-# Keep database connections across tasks instead of opening one for each;
-# celery.py drops broken or expired ones, as Django does around each request.
-CELERY_DB_REUSE_MAX = 1000
 
 # Django's own task API: functions decorated with django.tasks' @task run on
 # the Celery workers too (task_backend.py).
