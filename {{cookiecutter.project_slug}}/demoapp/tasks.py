@@ -62,13 +62,17 @@ def count_widgets():
     return Widget.objects.count()
 
 
+def _get_widget(widget_id):
+    try:
+        return Widget.objects.get(pk=widget_id)
+    except Widget.DoesNotExist:
+        raise Widget.DoesNotExist(f"Widget {widget_id} does not exist") from None
+
+
 @shared_task
 def rename_widget(widget_id, name):
     """Rename a widget. Idempotent: running it twice leaves the same name."""
-    try:
-        widget = Widget.objects.get(pk=widget_id)
-    except Widget.DoesNotExist:
-        raise Widget.DoesNotExist(f"Widget {widget_id} does not exist") from None
+    widget = _get_widget(widget_id)
     widget.name = name
     widget.save(update_fields=["name"])
     return widget.name
@@ -77,7 +81,7 @@ def rename_widget(widget_id, name):
 @shared_task
 def tidy_widget_name(widget_id):
     """Collapse runs of spaces in a widget's name. Idempotent: a tidy name stays as it is."""
-    widget = Widget.objects.get(pk=widget_id)
+    widget = _get_widget(widget_id)
     widget.name = " ".join(widget.name.split())
     widget.save(update_fields=["name"])
     return widget.name

@@ -14,6 +14,7 @@ from demoapp.tasks import (
 {%- if cookiecutter.result_backend == "django-db" %}
     sign_widget,
 {%- endif %}
+    tidy_widget_name,
     xsum,
 )
 
@@ -50,8 +51,9 @@ def test_rename_widget(celery_session_worker):
     assert widget.name == "new"
 
 
-def test_rename_missing_widget_fails_and_worker_goes_on(celery_session_worker):
-    result = rename_widget.delay(999_999, "new")
+@pytest.mark.parametrize(("task", "args"), [(rename_widget, ("new",)), (tidy_widget_name, ())])
+def test_missing_widget_fails_and_worker_goes_on(celery_session_worker, task, args):
+    result = task.delay(999_999, *args)
     with pytest.raises(Exception, match="Widget 999999 does not exist"):
         result.get(timeout=10)
     assert result.state == "FAILURE"
