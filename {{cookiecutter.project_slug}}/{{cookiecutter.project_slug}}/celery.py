@@ -12,12 +12,63 @@ from . import broker  # noqa: F401 (makes filesystem:// the project's embedded b
 # Set the default Django settings module for the 'celery' program.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.project_slug }}.settings")
 
+# Every task is a RetryOnLostDatabaseTask, defined below.
+app = Celery(
+    "{{ cookiecutter.project_slug }}",
+    task_cls="{{ cookiecutter.project_slug }}.celery:RetryOnLostDatabaseTask",
+)
+
+# Read every CELERY_-prefixed setting from Django's settings.
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# Load tasks.py from every installed Django app.
+app.autodiscover_tasks()
+
+
+@app.task(bind=True, ignore_result=True)
+def debug_task(self):
+    print(f"Request: {self.request!r}")
+
+
+@app.on_after_configure.connect
+def setup_django(**kwargs):
+    """Set Django up as soon as Celery has read its settings.
+
+    The worker and beat do it themselves, but `celery call` and `celery result`
+    first build the django-db result backend, which imports django-celery-results'
+    models and fails with AppRegistryNotReady (django-celery-results issue #20).
+    """
+    if not (apps.ready or apps.loading):
+        django.setup()
+
+
+# Database connections in the workers: kept across tasks as across requests,
+# and a task that lost its connection runs again on a new one.
+
+
+@app.on_after_configure.connect
+def keep_database_connections(sender, **kwargs):
+    """Celery's Django fixup closes every database connection around each task, and
+    each task pays for a new one, unless CELERY_DB_REUSE_MAX is set: then it closes
+    them every 1000 tasks, and the handler below drops broken or expired ones."""
+    sender.conf.setdefault("CELERY_DB_REUSE_MAX", 1000)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_database_connections(task=None, **kwargs):
+    """Drop database connections that are broken or older than CONN_MAX_AGE, as
+    Django does around each request. A task run eagerly, in the caller's process,
+    shares the caller's connection and transaction: those are left alone."""
+    if task is None or not task.request.is_eager:
+        close_old_connections()
+
 
 class RetryOnLostDatabaseTask(DjangoTask):
-    """The class of every task here (Celery's Django one, with delay_on_commit): a
-    task that failed because its database connection was lost (a restart, a dropped
-    connection) runs again on a new one, after 1, 2, 4 ... 60 s, up to 10 times.
-    Other database errors, such as SQLite's "database is locked", fail it as usual."""
+    """Celery's Django task class (with delay_on_commit), where a task that failed
+    because its database connection was lost (a restart, a dropped connection) runs
+    again on a new one, after 1, 2, 4 ... 60 s, up to 10 times. Other database
+    errors, such as SQLite's "database is locked", fail it as usual."""
 
     def __call__(self, *args, **kwargs):
         try:
@@ -39,47 +90,3 @@ def close_lost_connections():
     for connection in lost:
         connection.close()
     return bool(lost)
-
-
-app = Celery("{{ cookiecutter.project_slug }}", task_cls=RetryOnLostDatabaseTask)
-
-# Read every CELERY_-prefixed setting from Django's settings.
-app.config_from_object("django.conf:settings", namespace="CELERY")
-
-# Load tasks.py from every installed Django app.
-app.autodiscover_tasks()
-
-
-@app.on_after_configure.connect
-def setup_django(**kwargs):
-    """Set Django up as soon as Celery has read its settings.
-
-    The worker and beat do it themselves, but `celery call` and `celery result`
-    first build the django-db result backend, which imports django-celery-results'
-    models and fails with AppRegistryNotReady (django-celery-results issue #20).
-    """
-    if not (apps.ready or apps.loading):
-        django.setup()
-
-
-@app.task(bind=True, ignore_result=True)
-def debug_task(self):
-    print(f"Request: {self.request!r}")
-
-
-@app.on_after_configure.connect
-def keep_database_connections(sender, **kwargs):
-    """Celery's Django fixup closes every database connection around each task, and
-    each task pays for a new one, unless CELERY_DB_REUSE_MAX is set: then it closes
-    them every 1000 tasks, and the handler below drops broken or expired ones."""
-    sender.conf.setdefault("CELERY_DB_REUSE_MAX", 1000)
-
-
-@task_prerun.connect
-@task_postrun.connect
-def close_old_database_connections(task=None, **kwargs):
-    """Drop database connections that are broken or older than CONN_MAX_AGE, as
-    Django does around each request. A task run eagerly, in the caller's process,
-    shares the caller's connection and transaction: those are left alone."""
-    if task is None or not task.request.is_eager:
-        close_old_connections()
