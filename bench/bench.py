@@ -97,8 +97,9 @@ def variants():
             ("django-cache", "sqlite", "SQLite", {}),
         )
     ]  # fmt: skip
-    embedded, redis_pg = matrix[0], matrix[4]
-    embedded.idle = redis_pg.restart = True
+    embedded, embedded_pg, redis_pg = matrix[0], matrix[1], matrix[4]
+    # Idle CPU: the default, and our rows beside procrastinate in the peers' table.
+    embedded.idle = embedded_pg.idle = redis_pg.idle = redis_pg.restart = True
     side = [
         Variant("a-bare", "(a) bare Celery: Redis + Redis results", "redis", "redis", "",
                 group="side"),
@@ -111,7 +112,7 @@ def variants():
     def on(base, key, label, settings):
         return Variant(
             f"{base.key}+{key}", f"{base.label}: {label}", base.broker, base.results,
-            base.database, settings, "candidate", idle=base.idle, restart=base.restart,
+            base.database, settings, "candidate", idle=base is embedded, restart=base.restart,
         )  # fmt: skip
 
     no_checks = {"DATABASES.default.CONN_HEALTH_CHECKS": False}
