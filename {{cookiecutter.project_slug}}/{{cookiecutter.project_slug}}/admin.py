@@ -13,6 +13,7 @@ from django_celery_beat.models import PeriodicTask
 
 RUN_PERMISSION = "django_celery_beat.run_periodictask"
 
+# The import above registered beat's own admin, whatever the order of INSTALLED_APPS.
 admin.site.unregister(PeriodicTask)
 
 
