@@ -22,13 +22,15 @@ env = environ.Env()
 # Variables already in the environment win over the file.
 environ.Env.read_env(BASE_DIR / ".env")
 
+# SECURITY WARNING: keep the secret key used in production secret!
 SECRET_KEY = env.str("SECRET_KEY")
 
+# SECURITY WARNING: don't run with debug turned on in production!
 DEBUG = env.bool("DEBUG", default=False)
 
-# SECURITY WARNING: with a guessable key anyone can forge sessions and password
-# reset links. `check --deploy` warns of such a key (security.W009), but only when
-# someone runs it; a server that would run with one refuses to start.
+# With a guessable key anyone can forge sessions and password reset links.
+# `check --deploy` warns of one (security.W009), but only when someone runs it:
+# a server that would run with one refuses to start.
 if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
     raise ImproperlyConfigured("SECRET_KEY must be 50 or more random characters when DEBUG is off")
 
