@@ -268,18 +268,11 @@ class Bench:
         project = self.project(v)
         shutil.rmtree(project.path / ".broker", ignore_errors=True)
         self.inproject(project, "fill", warmup + tasks + waiting)
-        # The reader first: a worker started before it could be past `warmup` already.
-        reader = project.spawn(f"drain-{waiting}", INPROJECT, project.slug, "drain", warmup,
-                               warmup + tasks)  # fmt: skip
-        reader.wait_for("reading")
-        worker = project.start_worker(f"worker-{v.key}-backlog-{waiting}")
-        try:
-            if reader.popen.wait(900):
-                raise RuntimeError(f"drain failed: {reader.output()[-600:]}")
-        finally:
-            worker.stop()
-            reader.stop()
-        out = json.loads(reader.output().splitlines()[-1])
+        reader = (INPROJECT, project.slug, "drain", warmup, warmup + tasks)
+        worker = f"worker-{v.key}-backlog-{waiting}"
+        out = peers.drained(
+            project, f"drain-{waiting}", reader, lambda: project.start_worker(worker)
+        )
         return out | self.inproject(project, "claim", min(1000, waiting))
 
     def restart_check(self, v, tasks=20):

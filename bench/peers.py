@@ -182,23 +182,31 @@ def measure(runner, args):
     return out
 
 
-def backlog(runner, waiting, tasks):
-    """Tasks per second over `tasks` results read after WARMUP others, with `waiting`
-    more queued behind them when the worker starts (bench.py's backlog_check, with the
-    reader started before the worker)."""
-    ids = runner.project.path / "backlog.json"
-    runner.client("fill", WARMUP + tasks + waiting, ids)
-    # The reader first: a fast worker would be past WARMUP before a reader started after it.
-    name = f"drain-{waiting}-{next(runner.starts)}"
-    reader = runner.project.spawn(name, CLIENT, runner.app, "drain", WARMUP, WARMUP + tasks)
-    reader.wait_for("reading")
-    worker = runner.start("worker-backlog")
+def drained(project, name, reader, start_worker):
+    """Start `python READER` (it prints "reading", then its figures as one JSON line when
+    it exits), then a worker with start_worker(): the reader's figures. The reader first:
+    a fast worker would be past the warm-up before a reader started after it."""
+    process = project.spawn(name, *reader)
+    process.wait_for("reading")
+    worker = start_worker()
     try:
-        reader.popen.wait(900)
+        if process.popen.wait(900):
+            raise RuntimeError(f"{name} failed: {process.output()[-600:]}")
     finally:
         worker.stop()
-        reader.stop()
-    return {"waiting": waiting} | json.loads(reader.output().splitlines()[-1])
+        process.stop()
+    return json.loads(process.output().splitlines()[-1])
+
+
+def backlog(runner, waiting, tasks):
+    """Tasks per second over `tasks` results read after WARMUP others, with `waiting`
+    more queued behind them when the worker starts (as bench.py's backlog_check)."""
+    ids = runner.project.path / "backlog.json"
+    runner.client("fill", WARMUP + tasks + waiting, ids)
+    reader = (CLIENT, runner.app, "drain", WARMUP, WARMUP + tasks)
+    name = f"drain-{waiting}-{next(runner.starts)}"
+    out = drained(runner.project, name, reader, lambda: runner.start("worker-backlog"))
+    return {"waiting": waiting} | out
 
 
 def counter(runner, tasks):
