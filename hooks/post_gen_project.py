@@ -16,17 +16,17 @@ OPTIONAL = {
     ("use_flower", "y"): ["flowerconfig.py"],
     ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",
-        "{{ cookiecutter.project_slug }}/admin.py",
-        "{{ cookiecutter.project_slug }}/beat.py",
-        "{{ cookiecutter.project_slug }}/management",
-        "{{ cookiecutter.project_slug }}/migrations",
-        "tests/test_beat_admin.py",
+        "taskqueue/admin.py",
+        "taskqueue/beat.py",
+        "taskqueue/management",
+        "taskqueue/migrations",
+        "taskqueue/tests/test_beat.py",
     ],
-    ("result_backend", "django-cache"): ["tests/test_result_cache.py"],
+    ("result_backend", "django-cache"): ["taskqueue/tests/test_result_cache.py"],
     ("result_backend", "django-db"): [
-        "{{ cookiecutter.project_slug }}/results.py",
-        "tests/test_results.py",
-        "tests/test_task_backend.py",
+        "taskqueue/results.py",
+        "taskqueue/tests/test_results.py",
+        "taskqueue/tests/test_task_backend.py",
     ],
 }
 

@@ -45,7 +45,7 @@ def test_compose_file(bake, compose_schema, answers):
     if "beat" in services:
         beat = services["beat"]
         assert beat["deploy"]["replicas"] == 1
-        assert f"--scheduler {project.slug}.beat:Scheduler" in beat["command"]
+        assert "--scheduler" not in beat["command"]  # the settings name the heartbeat one
         assert beat["healthcheck"]["test"][1:4] == ["python", "manage.py", "checkbeat"]
         assert beat["environment"]["BEAT_HEARTBEAT"]
     for name, service in services.items():
@@ -89,7 +89,7 @@ def test_systemd_units(bake, beat):
         pidfile = re.search(r"--pidfile (\S+)", beat_unit).group(1)
         assert f"ExecStartPre=/bin/rm -f {pidfile}" in beat_unit
         # Its scheduler pings the watchdog at every tick.
-        assert f"--scheduler {project.slug}.beat:Scheduler" in beat_unit
+        assert "--scheduler" not in beat_unit
         assert "Type=notify" in beat_unit and "WatchdogSec=" in beat_unit
 
 
@@ -101,7 +101,7 @@ def test_procfile(bake):
     assert set(entries) == {"release", "web", "worker", "beat", "flower"}
     assert entries["worker"].startswith(f"celery -A {project.slug} worker")
     assert "--pidfile=" in entries["beat"]
-    assert f"--scheduler {project.slug}.beat:Scheduler" in entries["beat"]
+    assert "--scheduler" not in entries["beat"]
     assert entries["release"].endswith("&& python manage.py collectstatic --no-input")
     # The web command imports: gunicorn is a dependency and the WSGI module loads.
     project.run("-c", f"import gunicorn, {project.slug}.wsgi")

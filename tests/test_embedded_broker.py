@@ -1,4 +1,4 @@
-"""The embedded broker (the generated `<slug>/broker.py`) with real workers, and kombu's
+"""The embedded broker (the generated `taskqueue/broker.py`) with real workers, and kombu's
 own filesystem-transport tests run against it.
 
 Crash and restart figures on every broker: tests/test_faults.py and docs/reliability.md.
@@ -42,7 +42,7 @@ def test_kombus_filesystem_transport_tests_pass(bake, tmp_path):
     upstream = source / "t" / "unit" / "transport" / "test_filesystem.py"
     text, count = re.subn(
         r"""transport=(['"])filesystem\1""",
-        f"transport='{project.slug}.broker:Transport'",
+        "transport='taskqueue.broker:Transport'",
         upstream.read_text(),
     )
     assert count >= 5, "kombu's test file no longer names its transport as it did"

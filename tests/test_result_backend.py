@@ -1,4 +1,4 @@
-"""The generated result backend (`<slug>/results.py`): django-celery-results' own storing
+"""The generated result backend (`taskqueue/results.py`): django-celery-results' own storing
 tests run against it on every database, and its cleanup beside a busy worker.
 
 Speed figures: bench/run and docs/performance.md.
@@ -49,7 +49,7 @@ def library_tests(tmp_path_factory, project_python):
     code = "import django_celery_results; print(django_celery_results.__version__)"
     version = run([project_python, "-c", code]).strip()
     source = upstream_source("django-celery-results", version, folder)
-    shutil.copy(rendered / rendered.name / "results.py", source / "t" / "project_results.py")
+    shutil.copy(rendered / "taskqueue" / "results.py", source / "t" / "project_results.py")
     (source / "t" / "project_settings.py").write_text(textwrap.dedent(SETTINGS))
     upstream = source / "t" / "unit" / "backends" / "test_database.py"
     text, count = re.subn(

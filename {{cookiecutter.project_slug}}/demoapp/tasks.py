@@ -14,12 +14,9 @@ from numbers import Number
 from celery import shared_task
 from django.db import transaction
 
-from .models import Counter, Widget
+from taskqueue.tasks_api import task
 
-try:
-    from django.tasks import task
-except ImportError:  # Django 5.2: the django-tasks backport
-    from django_tasks import task
+from .models import Counter, Widget
 
 # Bigger inputs are refused rather than tying up a worker and the broker.
 MAX_NUMBERS = 10_000
@@ -133,7 +130,7 @@ def count_words(text):
     """Return how many words `text` holds. Idempotent: it has no side effects.
 
     Written with Django's own task API: start it with count_words.enqueue(text).
-    It runs on the same Celery workers as the tasks above (task_backend.py).
+    It runs on the same Celery workers as the tasks above (taskqueue/task_backend.py).
     """
     if not isinstance(text, str):
         raise TypeError(f"expected a text, got {type(text).__name__}")

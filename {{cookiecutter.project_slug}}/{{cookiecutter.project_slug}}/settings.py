@@ -28,9 +28,8 @@ SECRET_KEY = env.str("SECRET_KEY")
 # SECURITY WARNING: don't run with debug turned on in production!
 DEBUG = env.bool("DEBUG", default=False)
 
-# With a guessable key anyone can forge sessions and password reset links.
-# `check --deploy` warns of one (security.W009), but only when someone runs it:
-# a server that would run with one refuses to start.
+# A guessable key lets anyone forge sessions and password reset links, and
+# `check --deploy` warns of it only when someone runs it: refuse to start.
 if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
     raise ImproperlyConfigured("SECRET_KEY must be 50 or more random characters when DEBUG is off")
 
@@ -49,9 +48,8 @@ INSTALLED_APPS = [
     "django_celery_results",
 {%- if cookiecutter.use_celery_beat == "y" %}
     "django_celery_beat",
-    # For its admin.py: who may start periodic tasks by hand.
-    "{{ cookiecutter.project_slug }}",
 {%- endif %}
+    "taskqueue",
 {%- if cookiecutter.include_demoapp == "y" %}
     "demoapp",
 {%- endif %}
@@ -89,63 +87,50 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "{{ cookiecutter.project_slug }}.wsgi.application"
+{%- if cookiecutter.include_demoapp == "y" %}
 
 # Pages that need a login send visitors to the admin's login form.
 LOGIN_URL = "admin:login"
+{%- endif %}
 
 
 # Database: DATABASE_URL, e.g. sqlite:///db.sqlite3, postgres://user:pass@host/db,
 # mysql://user:pass@host/db
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases
 
-DATABASES = {"default": env.db("DATABASE_URL")}
-# Django would notice a DATABASE_URL that names no database only at the first
-# query: a worker would start, then fail every task.
-if DATABASES["default"].get("ENGINE") not in environ.Env.DB_SCHEMES.values():
+database = env.db("DATABASE_URL")
+# A URL that names no database would pass every check: a worker would start,
+# then fail every task.
+if database.get("ENGINE") not in environ.Env.DB_SCHEMES.values():
     raise ImproperlyConfigured("DATABASE_URL must be a database URL such as sqlite:///db.sqlite3")
-
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A relative file name is relative to this project, not to the current directory.
-    DATABASES["default"]["NAME"] = BASE_DIR / DATABASES["default"]["NAME"]
-    # Workers write concurrently: take the write lock when a transaction starts
-    # (IMMEDIATE) and wait for it, instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+if database["ENGINE"] == "django.db.backends.sqlite3":
+    database |= {
+        # A relative file name is relative to this project, not to the current directory.
+        "NAME": BASE_DIR / database["NAME"],
+        # Workers write concurrently: take the write lock when a transaction starts
+        # and wait for it, instead of failing with "database is locked".
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        # The tests' worker thread waits for the write lock in a file; Django's
+        # in-memory test database would fail it with "table is locked".
+        "TEST": {"NAME": BASE_DIR / "test.sqlite3"},
     }
-    # Tests run a worker thread beside the test: Django's default in-memory test
-    # database fails them with "table is locked" where a file makes them wait.
-    DATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test.sqlite3"}
-
-# Reuse connections for a minute, and check them before reuse so a restarted
-# database server costs no failed request or task.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-
-if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+elif database["ENGINE"] == "django.db.backends.mysql":
     # Full Unicode (emoji included); MySQL's "utf8" stores 3 bytes at most.
-    DATABASES["default"].setdefault("OPTIONS", {})["charset"] = "utf8mb4"
+    database["OPTIONS"] = {"charset": "utf8mb4", **database.get("OPTIONS", {})}
 
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# django-celery-results indexes its task_id column: 191 characters keeps that
-# index within MySQL's 767-byte limit in utf8mb4. It must be set before the
-# first migrate, so it is set for every database.
-DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH = 191
-{%- if cookiecutter.result_backend == "django-cache" %}
-
-# Task results are stored in this cache table: run `manage.py createcachetable`.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "django_cache",
-        # Django's default of 300 entries would delete results before they are
-        # read; they expire after CELERY_RESULT_EXPIRES instead.
-        "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+DATABASES = {
+    "default": database
+    | {
+        # Reuse connections for a minute, checked before reuse, so a restarted
+        # database server costs no failed request or task.
+        "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=60),
+        "CONN_HEALTH_CHECKS": True,
     }
 }
-{%- endif %}
 
 
 # Password validation
@@ -179,26 +164,32 @@ USE_I18N = True
 USE_TZ = True
 
 
-# Static files (CSS, JavaScript, Images)
+# Static files (CSS, JavaScript, Images), served by WhiteNoise
 # https://docs.djangoproject.com/en/5.2/howto/static-files/
+# https://whitenoise.readthedocs.io/
 
 STATIC_URL = "static/"
-# `manage.py collectstatic` gathers every app's static files here, and WhiteNoise
-# serves them: https://whitenoise.readthedocs.io/
+# Where `manage.py collectstatic` gathers every app's static files.
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # With DEBUG off, pages link to the compressed copies with a hash of their
-    # content in their names that collectstatic writes, which WhiteNoise lets
-    # browsers cache for good. With DEBUG on (development, and the tests, which
-    # load .env) they link to each app's own files, so nothing needs collecting.
+    # With DEBUG off, pages link to compressed copies whose names hold a hash of
+    # their content, which browsers may cache for good; with DEBUG on, to each
+    # app's own files, so nothing needs collecting.
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# Set from .env's DEBUG: the tests turn DEBUG off, but collect nothing either.
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Default primary key field type
+# https://docs.djangoproject.com/en/5.2/ref/settings/#default-auto-field
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 # Security: HTTPS only, unless DEBUG is on or SECURE_SSL_REDIRECT=false (a site
@@ -223,30 +214,28 @@ SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[]))
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 
-# filesystem:// (no server, see broker.py), redis://host:6379/0 or
-# amqp://user:pass@host:5672//
+# filesystem:// (the embedded broker, no server: taskqueue/broker.py),
+# redis://host:6379/0 or amqp://user:pass@host:5672//
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
 # A worker started before its broker waits for it instead of exiting.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-
-# Task time limits: SoftTimeLimitExceeded is raised in a task after the soft
-# limit, and its process is killed after the hard one.
+# SoftTimeLimitExceeded is raised in a task after 4 minutes; its process is
+# killed after 5.
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
-
-# Each transport reads its own options and ignores the others'. The environment's
-# CELERY_BROKER_TRANSPORT_OPTIONS (JSON) overrides or adds to them.
+# Each transport reads its own options and ignores the others'; the environment's
+# CELERY_BROKER_TRANSPORT_OPTIONS (JSON) adds to them.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Redis hands an unacknowledged task to another worker after this long: it
-    # must outlast the longest task, or long tasks run twice. Look for such tasks
-    # every 10 s, not every 100 s.
+    # Redis hands a task whose worker died to another worker after this long: it
+    # must outlast the longest task, or long tasks run twice.
     "visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT,
+    # ... and looks for such tasks every 10 s, not every 100 s.
     "unacked_restore_throttle": 1,
     # RabbitMQ confirms each publish, so none is silently dropped.
     "confirm_publish": True,
 } | env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
-# Keep retrying a publish for about half a minute while the broker is away
-# (a restart), instead of failing the request after Celery's default 0.6 s.
+# Keep retrying a publish for about half a minute while the broker restarts,
+# instead of failing the request after Celery's default 0.6 s.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 10,
     "interval_start": 0,
@@ -254,9 +243,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 5,
 }
 
-# Two queues, both consumed by a plain `celery worker`: to keep slow tasks
-# from delaying quick ones, run `worker --queues celery` and `worker --queues long`
-# on separate machines.
+# Two queues, both read by a plain `celery worker`. To keep slow tasks from
+# delaying quick ones, run `worker --queues celery` and `worker --queues long` apart.
 CELERY_TASK_QUEUES = [Queue("celery"), Queue("long")]
 {%- if cookiecutter.include_demoapp == "y" %}
 CELERY_TASK_ROUTES = {"demoapp.tasks.long_task": {"queue": "long"}}
@@ -265,21 +253,44 @@ CELERY_TASK_ROUTES = {"demoapp.tasks.long_task": {"queue": "long"}}
 CELERY_TASK_ROUTES = {}
 {%- endif %}
 
+# Acknowledge a task after it ran, and requeue it if its process dies, so a
+# killed worker loses no task. Tasks must therefore be safe to run twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Reserve one task per process: with late acks, prefetched tasks would wait
+# behind a long one.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# When the broker connection drops, running late-ack tasks are redelivered
+# anyway: cancel them rather than finish them twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Replace each pool process after this many tasks, which bounds slow leaks.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+# Keep the workers' database connections across tasks, as across requests
+# (CONN_MAX_AGE), instead of opening new ones for every task.
+CELERY_DB_REUSE_MAX = 1000
 {%- if cookiecutter.result_backend == "django-db" %}
 
 # Results are rows of django-celery-results' TaskResult: they survive restarts
-# and show in the admin. results.py writes each state change in one statement.
-CELERY_RESULT_BACKEND = "{{ cookiecutter.project_slug }}.results:DatabaseBackend"
+# and show in the admin; taskqueue/results.py writes each in one statement.
+CELERY_RESULT_BACKEND = "taskqueue.results:DatabaseBackend"
 # A result that cannot be stored or read because the database went away is
 # tried again on a new connection, for about a minute.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 20
 {%- else %}
 
-# Results go through Django's cache (the database table in CACHES) via
-# django-celery-results.
+# Results go through Django's cache (the database table in CACHES).
 CELERY_RESULT_BACKEND = "django-cache"
 CELERY_CACHE_BACKEND = "default"
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_cache",
+        # Django's default of 300 entries would delete results before they are
+        # read; they expire after CELERY_RESULT_EXPIRES instead.
+        "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+    }
+}
 {%- endif %}
 # Store each task's name, arguments and worker with its result.
 CELERY_RESULT_EXTENDED = True
@@ -287,37 +298,22 @@ CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = timedelta(days=7)
 # Report STARTED, so a running task can be told from a queued one.
 CELERY_TASK_TRACK_STARTED = True
-
-# JSON only: accepting pickle would let anyone who can publish to the broker
-# run code on the workers.
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
+# django-celery-results indexes its task_id column: 191 characters keeps that
+# index within MySQL's limit in utf8mb4. Set before the first migrate.
+DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH = 191
 
 # Crontab schedules and ETAs are in the site's time zone.
 CELERY_TIMEZONE = TIME_ZONE
-
-# Acknowledge a task after it ran, and requeue it if its process dies, so a
-# killed worker loses no task. Tasks must therefore be safe to run twice.
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Reserve one task per process: with late acks, prefetched tasks would wait
-# behind a long one on a busy worker.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# When the broker connection drops, running late-ack tasks are redelivered
-# anyway: cancel them rather than finish them twice.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# Replace each pool process after this many tasks, which bounds slow leaks.
-CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
-
-# Django's own task API: functions decorated with django.tasks' @task run on
-# the Celery workers too (task_backend.py).
-# https://docs.djangoproject.com/en/6.0/topics/tasks/
-TASKS = {"default": {"BACKEND": "{{ cookiecutter.project_slug }}.task_backend.CeleryBackend"}}
 {%- if cookiecutter.use_celery_beat == "y" %}
 
-# Periodic tasks are rows edited in the admin, read by `celery beat`.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Periodic tasks are rows edited in the admin, read by `celery beat`, which
+# records each tick for `manage.py checkbeat` (taskqueue/beat.py).
+CELERY_BEAT_SCHEDULER = "taskqueue.beat:Scheduler"
 # Save each periodic task's last run as it is sent, not every 3 minutes.
 CELERY_BEAT_SYNC_EVERY = 1
 {%- endif %}
+
+# Django's own task API: functions decorated with @task run on the Celery
+# workers too (taskqueue/task_backend.py).
+# https://docs.djangoproject.com/en/6.0/topics/tasks/
+TASKS = {"default": {"BACKEND": "taskqueue.task_backend.CeleryBackend"}}

@@ -7,7 +7,7 @@ https://docs.djangoproject.com/en/5.2/topics/http/urls/
 from django.contrib import admin
 from django.urls import {% if cookiecutter.include_demoapp == "y" %}include, {% endif %}path
 
-from {{ cookiecutter.project_slug }}.health import health
+from taskqueue.health import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -131,20 +131,20 @@ def test_a_failed_task_reports_its_error(admin_client, celery_session_worker):
 
 
 def test_a_long_task_reports_its_progress(admin_client, celery_session_worker):
-    result = long_task.delay(steps=20, seconds_per_step=0.1)
+    result = long_task.delay(steps=10, seconds_per_step=0.05)
     progress = []
     deadline = time.monotonic() + 15
     while (answer := status(admin_client, result.id))["state"] != "SUCCESS":
         assert time.monotonic() < deadline, answer
         if answer["progress"]:
             progress.append(answer["progress"])
-        time.sleep(0.05)
+        time.sleep(0.01)
     assert progress, "no PROGRESS state seen"
-    assert all(step["total"] == 20 for step in progress)
+    assert all(step["total"] == 10 for step in progress)
     currents = [step["current"] for step in progress]
     assert currents == sorted(currents)
-    assert currents[0] < 20
-    assert answer["result"] == {"current": 20, "total": 20}
+    assert currents[0] < 10
+    assert answer["result"] == {"current": 10, "total": 10}
 {%- if cookiecutter.result_backend == "django-db" %}
 
 

@@ -2,11 +2,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from {{ cookiecutter.project_slug }}.beat import heartbeat_file
+from taskqueue.beat import heartbeat_file
 
 
 class Command(BaseCommand):
-    help = "Fail unless celery beat (with beat.Scheduler) ticked in the last --max-age seconds."
+    help = "Fail unless celery beat ticked in the last --max-age seconds."
     requires_system_checks = []
 
     def add_arguments(self, parser):

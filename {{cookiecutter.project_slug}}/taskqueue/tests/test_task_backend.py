@@ -4,6 +4,7 @@ from functools import partial
 from types import SimpleNamespace
 
 import pytest
+from celery import current_app as celery_app
 from celery import states
 from celery.result import AsyncResult
 from django.core import checks
@@ -11,17 +12,14 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from {{ cookiecutter.project_slug }} import celery_app
-from {{ cookiecutter.project_slug }}.celery import debug_task
-from {{ cookiecutter.project_slug }}.task_backend import CeleryBackend, redis_priority
-
-try:
-    from django.tasks import TaskResultStatus, default_task_backend, task
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-except ImportError:  # Django 5.2: the django-tasks backport
-    from django_tasks import TaskResultStatus, default_task_backend, task
-    from django_tasks.exceptions import InvalidTaskError as InvalidTask
-    from django_tasks.exceptions import TaskResultDoesNotExist
+from taskqueue.task_backend import CeleryBackend, redis_priority
+from taskqueue.tasks_api import (
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    default_task_backend,
+    task,
+)
 
 # The worker runs in a thread with its own database connection: rows must be
 # committed for it to see them.
@@ -86,7 +84,7 @@ def test_context_and_async_tasks(celery_session_worker):
 
 
 def test_run_after_is_an_eta(celery_session_worker):
-    run_after = timezone.now() + timedelta(seconds=2)
+    run_after = timezone.now() + timedelta(seconds=0.5)
     result = finished(double.using(run_after=run_after).enqueue(1))
     assert result.return_value == 2
     assert result.started_at >= run_after
@@ -96,7 +94,7 @@ def test_unknown_ids_and_celery_tasks_are_not_results():
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result("no-such-id")
     # A result of a Celery task (here, one stored by hand) is no django.tasks result.
-    request = SimpleNamespace(task=debug_task.name)
+    request = SimpleNamespace(task="celery.backend_cleanup")
     celery_app.backend.store_result("celery-task", None, states.SUCCESS, request=request)
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result("celery-task")

@@ -1,5 +1,4 @@
-"""A scheduler that shows beat is alive; the deployment files start beat with
-`--scheduler {{ cookiecutter.project_slug }}.beat:Scheduler`.
+"""Beat's scheduler (CELERY_BEAT_SCHEDULER): django-celery-beat's, showing it is alive.
 
 Beat answers no `celery inspect ping`. This scheduler touches a file at every tick
 instead (at least every 5 s), which `python manage.py checkbeat` reads, and under

@@ -15,38 +15,26 @@ import math
 from traceback import format_exception
 from types import SimpleNamespace
 
+from celery import current_app as celery_app
 from celery import states, uuid
 from django.core import checks
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_results.backends import DatabaseBackend
 
-from .celery import app as celery_app
-
-try:
-    from django.tasks import DEFAULT_TASK_QUEUE_NAME
-    from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import (
-        DEFAULT_TASK_PRIORITY,
-        TaskContext,
-        TaskError,
-        TaskResult,
-        TaskResultStatus,
-    )
-    from django.tasks.exceptions import TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
-except ImportError:  # Django 5.2: the django-tasks backport
-    from django_tasks import DEFAULT_TASK_QUEUE_NAME
-    from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import (
-        DEFAULT_TASK_PRIORITY,
-        TaskContext,
-        TaskError,
-        TaskResult,
-        TaskResultStatus,
-    )
-    from django_tasks.exceptions import TaskResultDoesNotExist
-    from django_tasks.signals import task_enqueued, task_finished, task_started
+from .tasks_api import (
+    DEFAULT_TASK_PRIORITY,
+    DEFAULT_TASK_QUEUE_NAME,
+    BaseTaskBackend,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
 
 # Celery's states as Django's statuses. RETRY: the task will run again.
 STATUSES = {

@@ -1,3 +1,9 @@
+"""The "Can run periodic tasks now" permission that admin.py asks for.
+
+Projects made before 2026.12.07 ran this migration from their project package:
+there get_or_create finds the permission, and its grants are kept.
+"""
+
 from django.db import migrations
 
 

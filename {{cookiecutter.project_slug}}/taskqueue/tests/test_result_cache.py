@@ -1,13 +1,9 @@
 import uuid
 
 import pytest
+from celery import current_app as celery_app
 
-from {{ cookiecutter.project_slug }} import celery_app
-
-try:
-    from django.tasks import default_task_backend, task
-except ImportError:  # Django 5.2: the django-tasks backport
-    from django_tasks import default_task_backend, task
+from taskqueue.tasks_api import default_task_backend, task
 
 
 @task

@@ -20,7 +20,8 @@ with what a worker needs to trust it:
   names the process that declared it; once that process is gone, messages for
   it are no longer stored.
 
-The folder is ``.broker/`` beside manage.py, or the URL's path
+``filesystem://`` names it (taskqueue/apps.py). The folder is ``.broker/``
+beside manage.py, or the URL's path
 (``filesystem:///srv/myproject/broker``); it must be on a local filesystem (file
 locks and inotify are not reliable over NFS). Its layout:
 
@@ -48,7 +49,7 @@ from pathlib import Path
 from queue import Empty
 
 from kombu.exceptions import ChannelError
-from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import filesystem
 from kombu.transport.virtual import BrokerState
 from kombu.utils.json import dumps, loads
 
@@ -456,6 +457,9 @@ class Transport(filesystem.Transport):
     implements = filesystem.Transport.implements.extend(asynchronous=True)
     # Only where inotify is not available.
     polling_interval = 0.1
+    # The folder is named by the URL's path: there is no host to default to (kombu
+    # would warn "No hostname was supplied" at every connection).
+    default_connection_params = {}
 
     def __init__(self, client, **kwargs):
         super().__init__(client, **kwargs)
@@ -601,8 +605,3 @@ class Transport(filesystem.Transport):
         for fd in self._wake or ():
             os.close(fd)
         self._wake = None
-
-
-# kombu picks a transport by the broker URL's scheme: in every process that imports
-# the project (celery.py imports this module), filesystem:// means this one.
-TRANSPORT_ALIASES["filesystem"] = f"{__name__}:Transport"

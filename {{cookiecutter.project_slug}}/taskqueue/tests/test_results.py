@@ -1,14 +1,17 @@
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
-from celery import states
+from celery import current_app as celery_app
+from celery import shared_task, states
+from celery.exceptions import TimeoutError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from {{ cookiecutter.project_slug }} import celery_app, results
+from taskqueue import results
 
 pytestmark = pytest.mark.django_db
 
@@ -47,3 +50,16 @@ def test_cleanup_deletes_expired_results_in_batches(monkeypatch):
     assert list(TaskResult.objects.all()) == [fresh]
     deletes = [sql for sql in statements(queries) if sql.upper().startswith("DELETE")]
     assert len(deletes) == 3
+
+
+@shared_task
+def slow_double(number):
+    time.sleep(0.05)
+    return number * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_get_waits_for_the_result(celery_session_worker):
+    assert slow_double.delay(21).get(timeout=10) == 42
+    with pytest.raises(TimeoutError):
+        celery_app.AsyncResult(str(uuid.uuid4())).get(timeout=0.05)

@@ -1,14 +1,24 @@
+import os
+import socket
+import time
+
 import pytest
+from celery import current_app as celery_app
 from django.contrib.auth.models import Permission, User
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from taskqueue.beat import Scheduler
+
+pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:django_celery_beat_periodictask_changelist")
 ADD = reverse("admin:django_celery_beat_periodictask_add")
 
 
 @pytest.fixture
-def periodic_task(db):
+def periodic_task():
     every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.HOURS)
     return PeriodicTask.objects.create(name="hourly", task="celery.backend_cleanup", interval=every)
 
@@ -39,3 +49,38 @@ def test_the_permission_allows_starting_a_task(client, periodic_task):
     log_in_staff(client, "run_periodictask")
     assert run_selected(client, periodic_task) == ["1 task was successfully run"]
     assert not client.get(ADD).context["adminform"].form.fields["task"].disabled
+
+
+@pytest.fixture
+def heartbeat(tmp_path, monkeypatch):
+    path = tmp_path / "heartbeat"
+    monkeypatch.setenv("BEAT_HEARTBEAT", str(path))
+    return path
+
+
+# Beat closes the connection when it finds it inside a transaction, as a test's is.
+@pytest.mark.django_db(transaction=True)
+def test_checkbeat_passes_only_while_beat_ticks(heartbeat):
+    with pytest.raises(CommandError, match="beat has not ticked"):
+        call_command("checkbeat")
+    Scheduler(app=celery_app).tick()
+    call_command("checkbeat", "--max-age", "60")
+    an_hour_ago = time.time() - 3600
+    os.utime(heartbeat, (an_hour_ago, an_hour_ago))
+    with pytest.raises(CommandError, match="beat last ticked 3600 s ago"):
+        call_command("checkbeat", "--max-age", "60")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_tick_pings_systemds_watchdog(heartbeat, tmp_path, monkeypatch):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(tmp_path / "notify"))
+        systemd.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+        Scheduler(app=celery_app).tick()
+        assert systemd.recv(100) == b"READY=1\nWATCHDOG=1"
+
+
+def test_beat_uses_this_scheduler(settings):
+    assert celery_app.conf.beat_scheduler == settings.CELERY_BEAT_SCHEDULER
+    assert settings.CELERY_BEAT_SCHEDULER == "taskqueue.beat:Scheduler"

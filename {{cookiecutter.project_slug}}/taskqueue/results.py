@@ -7,11 +7,15 @@ UPDATE (ON DUPLICATE KEY UPDATE on MySQL and MariaDB), so the admin, the
 dashboard and AsyncResult read exactly what the library would have stored.
 
 It also retries a write or read that failed because the database went away, on
-a new connection, and deletes expired results in small batches, so that beat's
-daily cleanup never holds the database's write lock for long.
+a new connection; deletes expired results in small batches, so that beat's
+daily cleanup never holds the database's write lock for long; and has
+AsyncResult.get() look again soon after a task was sent, then less and less often.
 """
 
+import time
+
 from celery import states
+from celery.exceptions import TimeoutError
 from celery.utils.time import maybe_timedelta
 from django.db import InterfaceError, OperationalError, connections, router
 from django.db.models.constants import OnConflict
@@ -21,6 +25,9 @@ from django_celery_results.backends.database import DatabaseBackend as LibraryBa
 
 # Rows deleted per statement by cleanup(); each batch is its own short transaction.
 CLEANUP_BATCH = 1000
+# Seconds AsyncResult.get() waits before it first looks again; it then doubles
+# the wait each time, up to its `interval` (0.5 s by default).
+FIRST_LOOK = 0.005
 
 
 class DatabaseBackend(LibraryBackend):
@@ -81,6 +88,30 @@ class DatabaseBackend(LibraryBackend):
             return False  # the caller's transaction is lost: it must fail as a whole
         connection.close()
         return True
+
+    def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
+        """Wait for a task's result as Celery does, looking again after FIRST_LOOK, then
+        twice as long each time up to `interval`: a quick task's result is read
+        milliseconds after it is stored, and a long wait costs no more queries."""
+        self._ensure_not_eager()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = FIRST_LOOK
+        while True:
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
+            if on_interval:
+                on_interval()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("The operation timed out.")
+            time.sleep(wait if left is None else min(wait, left))
+            wait = min(wait * 2, interval)
+
+    def as_uri(self, include_password=False):
+        """How the worker's banner names this backend ("results:")."""
+        using = router.db_for_write(self.TaskModel)
+        return f"django-db (TaskResult rows, {connections[using].vendor} database {using!r})"
 
     def cleanup(self):
         """Delete results that expired (CELERY_RESULT_EXPIRES), CLEANUP_BATCH rows at a time."""
