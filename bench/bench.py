@@ -2,7 +2,7 @@
 
 Generates a project with the default answers (and one with result_backend=django-cache),
 installs their dependencies with uv, starts real Redis, PostgreSQL and RabbitMQ servers
-(tests/servers.py) and, for each variant below, a real worker (tests/project.py);
+(support/servers.py) and, for each variant below, a real worker (support/project.py);
 bench/inproject.py sends the tasks from inside the project's environment. Every figure is
 the median of --repeat runs. Writes results.json, results.md and chart.png to --out.
 """
@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import peers
+import report
+from cookiecutter.main import cookiecutter
+from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds
+
+from support import servers
+from support.project import TEMPLATE, Project, make_venv, run
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-
-import peers  # noqa: E402
-import report  # noqa: E402
-import servers  # noqa: E402
-from cookiecutter.main import cookiecutter  # noqa: E402
-from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds  # noqa: E402
-from project import TEMPLATE, Project, make_venv, run  # noqa: E402
-
 INPROJECT = BENCH / "inproject.py"
 PY_SPY = Path(sys.executable).with_name("py-spy")  # installed by bench/requirements.txt
 

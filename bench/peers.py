@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
-import servers
 from cpu import idle_cpu_pct
-from project import Project, make_venv, run
+
+from support import servers
+from support.project import Project, make_venv, run
 
 PEER = Path(__file__).resolve().parent / "peer"
 CLIENT = PEER / "client.py"

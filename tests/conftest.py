@@ -2,9 +2,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-import servers
 from cookiecutter.main import cookiecutter
-from project import TEMPLATE, Project, make_venv
+
+from support import servers
+from support.project import TEMPLATE, Project, make_venv
 
 # Servers started once per test session, by kind.
 SERVERS = {

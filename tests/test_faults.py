@@ -14,7 +14,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from project import FAULTS_DRIVE, alive, pool_children
+
+from support.project import FAULTS_DRIVE, alive, pool_children
 
 pytestmark = pytest.mark.servers
 

@@ -17,10 +17,11 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-import servers
 import yaml
-from project import run
-from servers import free_port
+
+from support import servers
+from support.project import run
+from support.servers import free_port
 
 YEAR = 365 * 24 * 3600
 DEADLINE = 60  # seconds to wait for a process to come up or a check to change

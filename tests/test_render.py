@@ -9,8 +9,9 @@ import stat
 import sys
 
 import pytest
-from project import make_venv, run
 from test_settings import PRODUCTION
+
+from support.project import make_venv, run
 
 OPTIONS = {
     "broker": ["filesystem", "redis", "rabbitmq"],

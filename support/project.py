@@ -1,4 +1,5 @@
-"""A generated project on disk, and the processes it runs: used by the tests and the demo."""
+"""A generated project on disk, and the processes it runs: used by the tests, the benchmark
+and the demo."""
 
 import contextlib
 import json
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-DRIVE = Path(__file__).resolve().parent / "drive.py"
-FAULTS_DRIVE = Path(__file__).resolve().parent / "faults_drive.py"
+DRIVE = TEMPLATE / "tests" / "drive.py"
+FAULTS_DRIVE = TEMPLATE / "tests" / "faults_drive.py"
 FAULTS_TIMEOUT = 120  # seconds any wait of faults_drive.py may take
 # The interpreter that runs generated projects unless a test picks another.
 PYTHON = os.environ.get("PROJECT_PYTHON", sys.executable)
@@ -126,8 +127,13 @@ class Project:
         return self.path.name
 
     def environ(self):
-        # The project reads .env itself; only what a test sets goes on top.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST"))}
+        # The project reads .env itself; only what a test sets goes on top. Our PYTHONPATH
+        # (scripts/demo and bench/run name this repository, for support/) is not the project's.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("VIRTUAL_ENV", "PYTEST")) and k != "PYTHONPATH"
+        }
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
         return env | self.env
