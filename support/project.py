@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-DRIVE = TEMPLATE / "tests" / "drive.py"
-FAULTS_DRIVE = TEMPLATE / "tests" / "faults_drive.py"
+# Modules of this package that run inside a generated project, with support=True (environ).
+DRIVE = ("-m", "support.drive")
+FAULTS_DRIVE = ("-m", "support.faults_drive")
 FAULTS_TIMEOUT = 120  # seconds any wait of faults_drive.py may take
 # The interpreter that runs generated projects unless a test picks another.
 PYTHON = os.environ.get("PROJECT_PYTHON", sys.executable)
@@ -126,7 +127,11 @@ class Project:
     def slug(self):
         return self.path.name
 
-    def environ(self):
+    def environ(self, support=False):
+        """The environment of the project's processes. With `support`, this repository is on
+        PYTHONPATH too, after what `env` puts there: for `python -m support.MODULE` (drive.py,
+        faults_drive.py, inproject.py), which -m runs with the working directory, the
+        project's folder, first on sys.path."""
         # The project reads .env itself; only what a test sets goes on top. Our PYTHONPATH
         # (scripts/demo and bench/run name this repository, for support/) is not the project's.
         env = {
@@ -136,10 +141,15 @@ class Project:
         }
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
-        return env | self.env
+        env |= self.env
+        if support:
+            paths = [env.get("PYTHONPATH"), str(TEMPLATE)]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+        return env
 
-    def run(self, *args, timeout=300):
-        return run([self.python, *args], cwd=self.path, env=self.environ(), timeout=timeout)
+    def run(self, *args, timeout=300, support=False):
+        env = self.environ(support)
+        return run([self.python, *args], cwd=self.path, env=env, timeout=timeout)
 
     def manage(self, *args, timeout=300):
         return self.run("manage.py", *args, timeout=timeout)
@@ -148,12 +158,13 @@ class Project:
         return self.run("-m", "celery", "-A", self.slug, *args, timeout=timeout)
 
     def drive(self, command, timeout=180):
-        return json.loads(self.run(DRIVE, self.slug, command, timeout=timeout))
+        return json.loads(self.run(*DRIVE, self.slug, command, timeout=timeout, support=True))
 
     def faults(self, *args):
         """Run faults_drive.py in the project (see its docstring); its JSON answer."""
         args = [self.slug, *map(str, args)]
-        return json.loads(self.run(FAULTS_DRIVE, *args, timeout=FAULTS_TIMEOUT + 120))
+        out = self.run(*FAULTS_DRIVE, *args, timeout=FAULTS_TIMEOUT + 120, support=True)
+        return json.loads(out)
 
     def send(self, count, kind="slow", ids="ids.txt", pause=0):
         """Send `count` idempotent tasks, appending their ids to the file `ids`."""
@@ -166,11 +177,11 @@ class Project:
             assert outcome["done"] >= at_least, f"tasks stopped completing: {outcome}"
         return outcome
 
-    def spawn(self, name, *args):
+    def spawn(self, name, *args, support=False):
         """Run `python ARGS` in the background, logging to NAME.log in the project."""
-        return self.launch(name, [self.python, *args])
+        return self.launch(name, [self.python, *args], support)
 
-    def launch(self, name, command):
+    def launch(self, name, command, support=False):
         """Run `command` (a list) in the background in its own session, logging to NAME.log."""
         log = self.path / f"{name}.log"
         with log.open("ab") as out:
@@ -178,7 +189,7 @@ class Project:
             popen = subprocess.Popen(
                 list(map(str, command)),
                 cwd=self.path,
-                env=self.environ(),
+                env=self.environ(support),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
