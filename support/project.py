@@ -2,8 +2,11 @@
 and the demo."""
 
 import contextlib
+import glob
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,6 +23,12 @@ FAULTS_DRIVE = ("-m", "support.faults_drive")
 FAULTS_TIMEOUT = 120  # seconds any wait of faults_drive.py may take
 # The interpreter that runs generated projects unless a test picks another.
 PYTHON = os.environ.get("PROJECT_PYTHON", sys.executable)
+# What a production deployment sets, for `check --deploy` and the settings' own checks.
+PRODUCTION = {
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "example.com",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+}
 
 
 class CommandFailed(AssertionError):
@@ -55,6 +64,23 @@ def make_venv(path, python, requirements=(), editable=None, extras=()):
     args += list(requirements)
     uv(*args)
     return venv_python
+
+
+def pyenv_python(version):
+    """pyenv's newest Python `version` (e.g. "3.12"; its shim fails unless that version is
+    selected), else one on PATH."""
+    found = glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
+    found.sort(key=lambda path: [int(n) for n in re.findall(r"\d+", path.split("/")[-3])])
+    found = found[-1] if found else shutil.which(f"python{version}")
+    assert found, f"Python {version} not found: install it (pyenv install {version})"
+    return found
+
+
+def install_on_python(project, version, folder):
+    """Give `project` a virtual environment in `folder` on pyenv's Python `version`."""
+    project.python = make_venv(
+        folder, pyenv_python(version), ["-r", project.path / "pyproject.toml", "--extra", "dev"]
+    )
 
 
 def upstream_source(package, version, folder):
@@ -224,6 +250,14 @@ class Project:
     def stop_all(self):
         for process in reversed(self.processes):
             process.stop()
+
+
+def assert_project_checks_pass(project):
+    """Django's checks, no missing migration, migrate, and the project's own tests."""
+    project.manage("check", "--fail-level", "WARNING")
+    project.manage("makemigrations", "--check", "--dry-run")
+    project.manage("migrate", "--no-input")
+    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
 
 
 def pool_children(pid):

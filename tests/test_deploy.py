@@ -10,8 +10,8 @@ import subprocess
 import jsonschema
 import pytest
 import yaml
-from test_render import MATRIX, ROWS
 
+from support.matrix import MATRIX, ROWS
 from support.project import uv
 
 # The Compose specification's JSON schema, as the docker-compose 1.29 package ships it:
