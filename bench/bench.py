@@ -2,8 +2,8 @@
 
 Generates a project with the default answers (and one with result_backend=django-cache),
 installs their dependencies with uv, starts real Redis, PostgreSQL and RabbitMQ servers
-(tests/servers.py) and, for each variant below, a real worker (tests/project.py);
-bench/inproject.py sends the tasks from inside the project's environment. Every figure is
+(support/servers.py) and, for each variant below, a real worker (support/project.py);
+support/inproject.py sends the tasks from inside the project's environment. Every figure is
 the median of --repeat runs. Writes results.json, results.md and chart.png to --out.
 """
 
@@ -21,17 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import peers
+import report
+from cookiecutter.main import cookiecutter
+from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds
+
+from support import servers
+from support.project import TEMPLATE, Project, make_venv, run
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-
-import peers  # noqa: E402
-import report  # noqa: E402
-import servers  # noqa: E402
-from cookiecutter.main import cookiecutter  # noqa: E402
-from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds  # noqa: E402
-from project import TEMPLATE, Project, make_venv, run  # noqa: E402
-
-INPROJECT = BENCH / "inproject.py"
+INPROJECT = ("-m", "support.inproject")  # run inside a project, with support=True
 PY_SPY = Path(sys.executable).with_name("py-spy")  # installed by bench/requirements.txt
 
 # Changes to the generated settings, applied by bench_settings.py.
@@ -201,7 +200,8 @@ class Bench:
         return "filesystem://" if broker == "filesystem" else self.servers[broker].url
 
     def inproject(self, project, *args):
-        return json.loads(project.run(INPROJECT, project.slug, *map(str, args), timeout=900))
+        out = project.run(*INPROJECT, project.slug, *map(str, args), timeout=900, support=True)
+        return json.loads(out)
 
     def start_worker(self, v, project):
         if v.broker == "filesystem":  # no messages left over from an earlier variant
@@ -268,7 +268,7 @@ class Bench:
         project = self.project(v)
         shutil.rmtree(project.path / ".broker", ignore_errors=True)
         self.inproject(project, "fill", warmup + tasks + waiting)
-        reader = (INPROJECT, project.slug, "drain", warmup, warmup + tasks)
+        reader = (*INPROJECT, project.slug, "drain", warmup, warmup + tasks)
         worker = f"worker-{v.key}-backlog-{waiting}"
         out = peers.drained(
             project, f"drain-{waiting}", reader, lambda: project.start_worker(worker)

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
-import servers
 from cpu import idle_cpu_pct
-from project import Project, make_venv, run
+
+from support import servers
+from support.project import Project, make_venv, run
 
 PEER = Path(__file__).resolve().parent / "peer"
-CLIENT = PEER / "client.py"
+CLIENT = ("-m", "client")  # bench/peer/client.py, with PEER on PYTHONPATH and support=True
 BACKLOG, QUICK_BACKLOG = 20_000, 2_000  # tasks waiting when the worker starts
 WARMUP = 200  # results read before the backlog run's timing starts, as backlog_check's
 SETTLE = 20  # seconds, after a restart and the peer's own redelivery delay, for the rest
@@ -123,7 +124,7 @@ class Runner:
         return self.launch(f"{name}-{next(self.starts)}")
 
     def client(self, *args):
-        out = self.project.run(CLIENT, self.app, *map(str, args), timeout=900)
+        out = self.project.run(*CLIENT, self.app, *map(str, args), timeout=900, support=True)
         return json.loads(out)
 
 
@@ -186,7 +187,7 @@ def drained(project, name, reader, start_worker):
     """Start `python READER` (it prints "reading", then its figures as one JSON line when
     it exits), then a worker with start_worker(): the reader's figures. The reader first:
     a fast worker would be past the warm-up before a reader started after it."""
-    process = project.spawn(name, *reader)
+    process = project.spawn(name, *reader, support=True)
     process.wait_for("reading")
     worker = start_worker()
     try:
@@ -203,7 +204,7 @@ def backlog(runner, waiting, tasks):
     more queued behind them when the worker starts (as bench.py's backlog_check)."""
     ids = runner.project.path / "backlog.json"
     runner.client("fill", WARMUP + tasks + waiting, ids)
-    reader = (CLIENT, runner.app, "drain", WARMUP, WARMUP + tasks)
+    reader = (*CLIENT, runner.app, "drain", WARMUP, WARMUP + tasks)
     name = f"drain-{waiting}-{next(runner.starts)}"
     out = drained(runner.project, name, reader, lambda: runner.start("worker-backlog"))
     return {"waiting": waiting} | out

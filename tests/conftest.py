@@ -2,9 +2,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-import servers
 from cookiecutter.main import cookiecutter
-from project import TEMPLATE, Project, make_venv
+
+# Helpers in support/ assert too (pyenv_python, procfile.wait_until): pytest reports their
+# failures as it reports the tests' own. It has to know before they are first imported.
+pytest.register_assert_rewrite("support")
+
+from support import servers  # noqa: E402
+from support.project import TEMPLATE, Project, make_venv  # noqa: E402
 
 # Servers started once per test session, by kind.
 SERVERS = {

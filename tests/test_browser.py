@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from servers import free_port
-from test_production import serve_as_procfile
+
+from support.procfile import serve_as_procfile
+from support.servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No GPU, no sandbox (root), and no traffic of its own: the page must work offline.

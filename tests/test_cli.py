@@ -12,7 +12,8 @@ import subprocess
 import time
 
 import pytest
-import servers
+
+from support import servers
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

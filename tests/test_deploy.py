@@ -10,8 +10,9 @@ import subprocess
 import jsonschema
 import pytest
 import yaml
-from project import uv
-from test_render import MATRIX, ROWS
+
+from support.matrix import MATRIX, ROWS
+from support.project import uv
 
 # The Compose specification's JSON schema, as the docker-compose 1.29 package ships it:
 # no compose plugin runs here to say `docker compose config`.

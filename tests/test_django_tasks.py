@@ -1,7 +1,7 @@
 """Django's task API (django.tasks) on the project's Celery workers: real worker processes,
 on Django 5.2 with the django-tasks backport and on Django 6 with django.tasks itself."""
 
-from test_render import install_on_python
+from support.project import install_on_python
 
 
 def check_django_tasks(project):

@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from demo import generate, scenario
+from support.demo import generate, scenario
 
 
 def test_default_project_end_to_end(tmp_path):

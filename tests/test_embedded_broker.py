@@ -12,7 +12,8 @@ import signal
 import time
 
 import pytest
-from project import alive, make_venv, pool_children, run, upstream_source
+
+from support.project import alive, make_venv, pool_children, run, upstream_source
 
 CONCURRENCY = 2
 # kombu's tests that check kombu's own implementation rather than a transport's

@@ -14,7 +14,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from project import FAULTS_DRIVE, alive, pool_children
+
+from support.project import FAULTS_DRIVE, alive, pool_children
 
 pytestmark = pytest.mark.servers
 
@@ -159,7 +160,9 @@ def test_database_connections_dropped_while_tasks_query(deploy):
     """PostgreSQL ends the worker's connections again and again while its tasks query it: a
     task that lost its connection runs again on a new one (taskqueue/celery.py), so every task is done."""
     project, _ = deploy("redis")
-    dropper = project.spawn("drop", FAULTS_DRIVE, project.slug, "drop-connections", 6)
+    dropper = project.spawn(
+        "drop", *FAULTS_DRIVE, project.slug, "drop-connections", 6, support=True
+    )
     project.send(150, "query", pause=0.03)
     dropper.popen.wait(timeout=60)
     outcome = project.wait_done(settle=True)

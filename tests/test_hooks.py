@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from project import TEMPLATE
+
+from support.project import TEMPLATE
 
 BAD = [
     # (answer, the key the error must name)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 from cookiecutter.main import cookiecutter
-from project import TEMPLATE, run
-from test_render import MATRIX, ROWS, assert_project_checks_pass, install_on_python
+
+from support.matrix import MATRIX, ROWS
+from support.project import TEMPLATE, assert_project_checks_pass, install_on_python, run
 
 BIN = Path(sys.executable).parent
 

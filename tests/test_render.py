@@ -1,38 +1,15 @@
 """Every value of every option renders a clean project that migrates and passes its own tests."""
 
-import glob
 import itertools
-import os
 import re
-import shutil
 import stat
 import sys
 
 import pytest
-from project import make_venv, run
-from test_settings import PRODUCTION
 
-OPTIONS = {
-    "broker": ["filesystem", "redis", "rabbitmq"],
-    "database": ["sqlite", "postgresql", "mysql"],
-    "result_backend": ["django-db", "django-cache"],
-    "use_celery_beat": ["y", "n"],
-    "use_flower": ["n", "y"],
-    "include_demoapp": ["y", "n"],
-}
-# Every pair of values of two options appears in at least one row (the first row is the default).
-ROWS = [
-    "filesystem sqlite django-db y n y",
-    "filesystem postgresql django-cache n y n",
-    "redis mysql django-db y y n",
-    "rabbitmq mysql django-cache n n y",
-    "redis sqlite django-cache n n n",
-    "rabbitmq postgresql django-db y y y",
-    "redis postgresql django-db n n y",
-    "rabbitmq sqlite django-cache y y n",
-    "filesystem mysql django-db y n y",
-]
-MATRIX = [dict(zip(OPTIONS, row.split(), strict=True)) for row in ROWS]
+from support.matrix import MATRIX, OPTIONS, ROWS
+from support.project import PRODUCTION, assert_project_checks_pass, install_on_python, run
+
 TEXT_SUFFIXES = {
     ".py",
     ".md",
@@ -135,31 +112,6 @@ def test_render(bake, database_url, answers):
 def test_each_render_has_its_own_secret_key(bake):
     first, second = bake(), bake()
     assert (first.path / ".env").read_text() != (second.path / ".env").read_text()
-
-
-def pyenv_python(version):
-    """pyenv's newest Python `version` (e.g. "3.12"; its shim fails unless that version is
-    selected), else one on PATH."""
-    found = glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
-    found.sort(key=lambda path: [int(n) for n in re.findall(r"\d+", path.split("/")[-3])])
-    found = found[-1] if found else shutil.which(f"python{version}")
-    assert found, f"Python {version} not found: install it (pyenv install {version})"
-    return found
-
-
-def install_on_python(project, version, folder):
-    """Give `project` a virtual environment in `folder` on pyenv's Python `version`."""
-    project.python = make_venv(
-        folder, pyenv_python(version), ["-r", project.path / "pyproject.toml", "--extra", "dev"]
-    )
-
-
-def assert_project_checks_pass(project):
-    """Django's checks, no missing migration, migrate, and the project's own tests."""
-    project.manage("check", "--fail-level", "WARNING")
-    project.manage("makemigrations", "--check", "--dry-run")
-    project.manage("migrate", "--no-input")
-    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
 
 
 def test_default_project_on_python_312_with_django_6(bake, tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from cookiecutter.main import cookiecutter
-from project import TEMPLATE, run, upstream_source
+
+from support.project import TEMPLATE, run, upstream_source
 
 EXPIRED = 2_000_000  # TaskResult rows for beat's cleanup to delete
 # django-celery-results 2.6.0's request helper predates Celery 5.6.3, which reads

@@ -7,9 +7,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from demo import scenario
-from project import run
-from servers import binary, free_port
+
+from support.demo import scenario
+from support.project import run
+from support.servers import binary, free_port
 
 pytestmark = pytest.mark.servers
 

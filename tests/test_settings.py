@@ -1,15 +1,10 @@
 """Production settings: bad environment stops start-up with a message naming the variable."""
 
-import secrets
 import subprocess
 
 import pytest
 
-PRODUCTION = {
-    "DEBUG": "false",
-    "ALLOWED_HOSTS": "example.com",
-    "SECRET_KEY": secrets.token_urlsafe(50),
-}
+from support.project import PRODUCTION
 
 BAD = [
     ({"SECRET_KEY": None}, "Set the SECRET_KEY environment variable"),

@@ -1,10 +1,10 @@
 """The generated project (run from its folder, PEER_SLUG its package), through the same
-client as the peers: for the kill -9 check and the counter, which bench/inproject.py does
+client as the peers: for the kill -9 check and the counter, which support/inproject.py does
 not do."""
 
 import os
 
-from inproject import load
+from support.inproject import load
 
 add = load(os.environ["PEER_SLUG"])
 from demoapp.models import Counter  # noqa: E402 - after load(): django.setup()

@@ -1,17 +1,18 @@
-"""Drive one task queue from inside its own venv, as bench/inproject.py drives ours.
+"""Drive one task queue from inside its own venv, as support/inproject.py drives ours.
 
-    python client.py APP latency SAMPLES        round trips one at a time (inproject's loop)
-    python client.py APP throughput TASKS       TASKS tasks at once, until each can be read
-    python client.py APP fill TASKS IDS         empty the store, send TASKS, ids into IDS
-    python client.py APP drain FIRST LAST       tasks/s between the FIRST and LAST result
-    python client.py APP wait IDS COUNT         until COUNT of the results in IDS are read
-    python client.py APP settle IDS SECONDS     how many results in IDS can be read, waiting
+    python -m client APP latency SAMPLES        round trips one at a time (inproject's loop)
+    python -m client APP throughput TASKS       TASKS tasks at once, until each can be read
+    python -m client APP fill TASKS IDS         empty the store, send TASKS, ids into IDS
+    python -m client APP drain FIRST LAST       tasks/s between the FIRST and LAST result
+    python -m client APP wait IDS COUNT         until COUNT of the results in IDS are read
+    python -m client APP settle IDS SECONDS     how many results in IDS can be read, waiting
                                                 until all can or SECONDS passed
-    python client.py APP counter TASKS          TASKS read-modify-write tasks on one row
+    python -m client APP counter TASKS          TASKS read-modify-write tasks on one row
 
-APP is a module on PYTHONPATH (bench/peer/*_app.py) with send(x, y) -> an id, read(id) ->
-the result, None until it can be read, stored() (how many results are stored), and
-reset() (empty queue and results); optionally
+Run in the queue's folder (the generated project's, for celery_app), with bench/peer/ and
+this repository on PYTHONPATH (bench/peers.py does). APP is a module of bench/peer/
+(*_app.py) with send(x, y) -> an id, read(id) -> the result, None until it can be read,
+stored() (how many results are stored), and reset() (empty queue and results); optionally
 start() (before sending), recover() (what the peer's docs do after a worker died), and,
 where tasks have a transactional database, send_counter(name) and value(name): the
 generated project's increment_counter.
@@ -26,9 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: inproject
-
-from inproject import TIMEOUT, WAIT_POLL, latency  # noqa: E402
+from support.inproject import TIMEOUT, WAIT_POLL, latency
 
 RECOVER_EVERY = 5  # seconds between recover() calls while settling
 

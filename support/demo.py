@@ -1,6 +1,6 @@
 """The README's first command: the whole job on the embedded default, with real processes.
 
-    python -m tests.demo [FOLDER]
+    scripts/demo [FOLDER]
 
 Generates a project with the default answers into FOLDER (default: ./demo), installs it
 into its own virtual environment, migrates, starts a worker and beat, runs the demo tasks
@@ -17,9 +17,7 @@ from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from project import TEMPLATE, Project, make_venv  # noqa: E402
+from support.project import TEMPLATE, Project, make_venv
 
 
 def scenario(project, beat=True):

@@ -1,8 +1,12 @@
-"""A generated project on disk, and the processes it runs: used by the tests and the demo."""
+"""A generated project on disk, and the processes it runs: used by the tests, the benchmark
+and the demo."""
 
 import contextlib
+import glob
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -13,11 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-DRIVE = Path(__file__).resolve().parent / "drive.py"
-FAULTS_DRIVE = Path(__file__).resolve().parent / "faults_drive.py"
+# Modules of this package that run inside a generated project, with support=True (environ).
+DRIVE = ("-m", "support.drive")
+FAULTS_DRIVE = ("-m", "support.faults_drive")
 FAULTS_TIMEOUT = 120  # seconds any wait of faults_drive.py may take
 # The interpreter that runs generated projects unless a test picks another.
 PYTHON = os.environ.get("PROJECT_PYTHON", sys.executable)
+# What a production deployment sets, for `check --deploy` and the settings' own checks.
+PRODUCTION = {
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "example.com",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+}
 
 
 class CommandFailed(AssertionError):
@@ -53,6 +64,23 @@ def make_venv(path, python, requirements=(), editable=None, extras=()):
     args += list(requirements)
     uv(*args)
     return venv_python
+
+
+def pyenv_python(version):
+    """pyenv's newest Python `version` (e.g. "3.12"; its shim fails unless that version is
+    selected), else one on PATH."""
+    found = glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
+    found.sort(key=lambda path: [int(n) for n in re.findall(r"\d+", path.split("/")[-3])])
+    found = found[-1] if found else shutil.which(f"python{version}")
+    assert found, f"Python {version} not found: install it (pyenv install {version})"
+    return found
+
+
+def install_on_python(project, version, folder):
+    """Give `project` a virtual environment in `folder` on pyenv's Python `version`."""
+    project.python = make_venv(
+        folder, pyenv_python(version), ["-r", project.path / "pyproject.toml", "--extra", "dev"]
+    )
 
 
 def upstream_source(package, version, folder):
@@ -125,15 +153,29 @@ class Project:
     def slug(self):
         return self.path.name
 
-    def environ(self):
-        # The project reads .env itself; only what a test sets goes on top.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST"))}
+    def environ(self, support=False):
+        """The environment of the project's processes. With `support`, this repository is on
+        PYTHONPATH too, after what `env` puts there: for `python -m support.MODULE` (drive.py,
+        faults_drive.py, inproject.py), which -m runs with the working directory, the
+        project's folder, first on sys.path."""
+        # The project reads .env itself; only what a test sets goes on top. Our PYTHONPATH
+        # (scripts/demo and bench/run name this repository, for support/) is not the project's.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("VIRTUAL_ENV", "PYTEST")) and k != "PYTHONPATH"
+        }
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
-        return env | self.env
+        env |= self.env
+        if support:
+            paths = [env.get("PYTHONPATH"), str(TEMPLATE)]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+        return env
 
-    def run(self, *args, timeout=300):
-        return run([self.python, *args], cwd=self.path, env=self.environ(), timeout=timeout)
+    def run(self, *args, timeout=300, support=False):
+        env = self.environ(support)
+        return run([self.python, *args], cwd=self.path, env=env, timeout=timeout)
 
     def manage(self, *args, timeout=300):
         return self.run("manage.py", *args, timeout=timeout)
@@ -142,12 +184,13 @@ class Project:
         return self.run("-m", "celery", "-A", self.slug, *args, timeout=timeout)
 
     def drive(self, command, timeout=180):
-        return json.loads(self.run(DRIVE, self.slug, command, timeout=timeout))
+        return json.loads(self.run(*DRIVE, self.slug, command, timeout=timeout, support=True))
 
     def faults(self, *args):
         """Run faults_drive.py in the project (see its docstring); its JSON answer."""
         args = [self.slug, *map(str, args)]
-        return json.loads(self.run(FAULTS_DRIVE, *args, timeout=FAULTS_TIMEOUT + 120))
+        out = self.run(*FAULTS_DRIVE, *args, timeout=FAULTS_TIMEOUT + 120, support=True)
+        return json.loads(out)
 
     def send(self, count, kind="slow", ids="ids.txt", pause=0):
         """Send `count` idempotent tasks, appending their ids to the file `ids`."""
@@ -160,11 +203,11 @@ class Project:
             assert outcome["done"] >= at_least, f"tasks stopped completing: {outcome}"
         return outcome
 
-    def spawn(self, name, *args):
+    def spawn(self, name, *args, support=False):
         """Run `python ARGS` in the background, logging to NAME.log in the project."""
-        return self.launch(name, [self.python, *args])
+        return self.launch(name, [self.python, *args], support)
 
-    def launch(self, name, command):
+    def launch(self, name, command, support=False):
         """Run `command` (a list) in the background in its own session, logging to NAME.log."""
         log = self.path / f"{name}.log"
         with log.open("ab") as out:
@@ -172,7 +215,7 @@ class Project:
             popen = subprocess.Popen(
                 list(map(str, command)),
                 cwd=self.path,
-                env=self.environ(),
+                env=self.environ(support),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -207,6 +250,14 @@ class Project:
     def stop_all(self):
         for process in reversed(self.processes):
             process.stop()
+
+
+def assert_project_checks_pass(project):
+    """Django's checks, no missing migration, migrate, and the project's own tests."""
+    project.manage("check", "--fail-level", "WARNING")
+    project.manage("makemigrations", "--check", "--dry-run")
+    project.manage("migrate", "--no-input")
+    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
 
 
 def pool_children(pid):

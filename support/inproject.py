@@ -1,13 +1,15 @@
-"""Measure a generated project from inside its own environment, as tests/drive.py drives one.
+"""The benchmark's measures of a generated project, taken from inside its own environment
+(as support/drive.py drives one for the tests).
 
-Run with the project's interpreter, from the project's folder:
+Run with the project's interpreter, from the project's folder, this repository on
+PYTHONPATH (bench.py does):
 
-    python bench/inproject.py SLUG latency SAMPLES     # round trips of one task, one at a time
-    python bench/inproject.py SLUG throughput TASKS    # TASKS tasks at once, until all are stored
-    python bench/inproject.py SLUG first               # one task, its result read where stored
-    python bench/inproject.py SLUG fill TASKS          # send TASKS tasks, wait for nothing
-    python bench/inproject.py SLUG drain FROM TO       # rate of results FROM..TO (django-db)
-    python bench/inproject.py SLUG claim MESSAGES      # the embedded broker's cost per message
+    python -m support.inproject SLUG latency SAMPLES   # round trips of one task, one at a time
+    python -m support.inproject SLUG throughput TASKS  # TASKS tasks at once, until all stored
+    python -m support.inproject SLUG first             # one task, its result read where stored
+    python -m support.inproject SLUG fill TASKS        # send TASKS tasks, wait for nothing
+    python -m support.inproject SLUG drain FROM TO     # rate of results FROM..TO (django-db)
+    python -m support.inproject SLUG claim MESSAGES    # the embedded broker's cost per message
 
 SLUG is the project's package, or `bare` for bench/bare.py (Celery without Django, found
 on PYTHONPATH). Every command sends `add` and prints one JSON document on stdout.
@@ -22,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.drive import setup
 
 TIMEOUT = 300  # seconds for any one wait
 # AsyncResult.get() polls a database or cache backend every 0.5 s by default, which would
@@ -39,8 +41,6 @@ GAP = 0.1
 def load(slug):
     """The `add` task: demoapp's in a Django project (after django.setup()), else bare's."""
     if Path("manage.py").exists():
-        from drive import setup
-
         setup(slug)
         from demoapp.tasks import add
 

@@ -1,12 +1,13 @@
 """Drive a generated project from inside its own environment.
 
-Run with the project's interpreter, from the project's folder:
+Run with the project's interpreter, from the project's folder, this repository on
+PYTHONPATH (Project.drive does):
 
-    python /path/to/drive.py SLUG demo       # send the demo tasks, print their stored results
-    python /path/to/drive.py SLUG periodic   # schedule a periodic task, wait until beat ran it
-    python /path/to/drive.py SLUG spread     # short and long tasks: which worker ran each
-    python /path/to/drive.py SLUG counter    # 2000 tasks incrementing one row
-    python /path/to/drive.py SLUG django-tasks  # count_words through Django's task API
+    python -m support.drive SLUG demo       # send the demo tasks, print their stored results
+    python -m support.drive SLUG periodic   # schedule a periodic task, wait until beat ran it
+    python -m support.drive SLUG spread     # short and long tasks: which worker ran each
+    python -m support.drive SLUG counter    # 2000 tasks incrementing one row
+    python -m support.drive SLUG django-tasks  # count_words through Django's task API
 
 Each command prints one JSON document on stdout. It only uses what the
 generated project installs, so it also proves the project's dependencies.
@@ -22,7 +23,8 @@ DEMO_TIMEOUT = 60
 
 
 def setup(slug):
-    sys.path.insert(0, os.getcwd())
+    """Django, with the project's settings (its package is importable: -m put the working
+    directory, the project's folder, first on sys.path)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{slug}.settings")
     import django
 

@@ -1,12 +1,13 @@
 """Send tasks and count their results, from inside a generated project (tests/test_faults.py).
 
-Run with the project's interpreter, from the project's folder:
+Run with the project's interpreter, from the project's folder, this repository on
+PYTHONPATH (Project.faults does):
 
-    python faults_drive.py SLUG send KIND COUNT IDS [PAUSE]   # KIND: slow, quick or query
-    python faults_drive.py SLUG drop-connections SECONDS      # PostgreSQL ends the others'
-    python faults_drive.py SLUG victim IDS                    # a 2 s task: the PID running it
-    python faults_drive.py SLUG wait IDS [AT_LEAST] [--settle]
-    python faults_drive.py SLUG time-limit
+    python -m support.faults_drive SLUG send KIND COUNT IDS [PAUSE]  # KIND: slow, quick, query
+    python -m support.faults_drive SLUG drop-connections SECONDS     # PostgreSQL ends others'
+    python -m support.faults_drive SLUG victim IDS                   # a 2 s task: its PID
+    python -m support.faults_drive SLUG wait IDS [AT_LEAST] [--settle]
+    python -m support.faults_drive SLUG time-limit
 
 `send` appends each task id to the file IDS as soon as the broker took it, so a
 test can inject a fault part-way. `victim` sends one longer task to the "celery"
@@ -18,20 +19,13 @@ Each command prints one JSON document on stdout.
 """
 
 import json
-import os
 import sys
 import time
 from collections import Counter
 
+from support.drive import setup
+
 TIMEOUT = 120  # seconds any wait may take
-
-
-def setup(slug):
-    sys.path.insert(0, os.getcwd())
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{slug}.settings")
-    import django
-
-    django.setup()
 
 
 def send(kind, count, ids, pause=0.0):
