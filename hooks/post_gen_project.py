@@ -12,7 +12,7 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Files that belong to one answer only, removed when it is not given.
 OPTIONAL = {
-    ("include_demoapp", "y"): ["demoapp", "docs"],
+    ("include_demoapp", "y"): ["demoapp", "docs/dashboard.png"],
     ("use_flower", "y"): ["flowerconfig.py"],
     ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",

@@ -86,6 +86,10 @@ def test_render(bake, database_url, answers):
     check_text(project)
 
     assert (root / "demoapp").exists() == (answers["include_demoapp"] == "y")
+    # The README leads with first steps and links the rest, which stays without the demo.
+    assert len((root / "README.md").read_text().split()) < 1000
+    assert (root / "docs" / "deployment.md").exists()
+    assert (root / "docs" / "dashboard.png").exists() == (answers["include_demoapp"] == "y")
     for migrations in root.glob("*/migrations"):  # a new app's history starts clean
         assert [p.name[:5] for p in migrations.glob("[0-9]*.py")] == ["0001_"], migrations
     assert (root / "flowerconfig.py").exists() == (answers["use_flower"] == "y")
