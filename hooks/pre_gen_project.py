@@ -35,6 +35,7 @@ TAKEN = {
     "pytest_django",
     "redis",
     "ruff",
+    "support",
     "taskqueue",
     "test",
     "tests",

@@ -158,7 +158,8 @@ def test_database_restart_while_tasks_run(deploy, server, database):
 
 def test_database_connections_dropped_while_tasks_query(deploy):
     """PostgreSQL ends the worker's connections again and again while its tasks query it: a
-    task that lost its connection runs again on a new one (taskqueue/celery.py), so every task is done."""
+    task that lost its connection runs again on a new one (taskqueue/celery.py), so every
+    task is done."""
     project, _ = deploy("redis")
     dropper = project.spawn(
         "drop", *FAULTS_DRIVE, project.slug, "drop-connections", 6, support=True
