@@ -299,7 +299,12 @@ def commit_template(repo, commit=None):
                 shutil.copytree(TEMPLATE / name, repo / name, ignore=ignore)
             else:
                 shutil.copy2(TEMPLATE / name, repo / name)
-    commit_all(repo, f"template at {commit or 'the working tree'}")
+    # Named in a file too, so that each commit changes something even where the template's
+    # files do not: after a commit that changes nothing, cruft update does nothing ("already
+    # up to date") and cruft check fails ("out of date").
+    source = f"the template at {commit or 'the working tree'}"
+    (repo / "source.txt").write_text(source + "\n")
+    commit_all(repo, source)
 
 
 def cruft_create(template, out):
