@@ -8,6 +8,9 @@ PYTHONPATH (Project.drive does):
     python -m support.drive SLUG spread     # short and long tasks: which worker ran each
     python -m support.drive SLUG counter    # 2000 tasks incrementing one row
     python -m support.drive SLUG django-tasks  # count_words through Django's task API
+    python -m support.drive SLUG hold       # store rows of each kind a project keeps
+    python -m support.drive SLUG held       # read them back
+    python -m support.drive SLUG gone-migrations  # applied, but no longer on disk
 
 Each command prints one JSON document on stdout. It only uses what the
 generated project installs, so it also proves the project's dependencies.
@@ -18,6 +21,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 DEMO_TIMEOUT = 60
 
@@ -237,11 +241,93 @@ def django_tasks():
     return outcome
 
 
+def hold():
+    """Rows of each kind a project's database keeps: the demo's widgets and counters,
+    stored results, a periodic task with its schedule, and a staff user allowed to run
+    periodic tasks (a permission the template's own data migration creates)."""
+    from demoapp.models import Counter, Widget
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from django_celery_results.models import TaskResult
+
+    Widget.objects.bulk_create(Widget(name=f"widget {n}") for n in range(3))
+    Counter.objects.bulk_create([Counter(name="visits", value=41), Counter(name="orders", value=7)])
+    for n in range(3):
+        TaskResult.objects.create(
+            task_id=str(uuid.uuid4()),
+            task_name="demoapp.tasks.add",
+            status="SUCCESS",
+            result=json.dumps(n + n),
+            content_type="application/json",
+            content_encoding="utf-8",
+        )
+    every = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="count widgets", task="demoapp.tasks.count_widgets", interval=every
+    )
+    user = get_user_model().objects.create_user("operator", is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(
+            content_type__app_label="django_celery_beat", codename="run_periodictask"
+        )
+    )
+    return held()
+
+
+def held():
+    """The rows hold() stores, as the database has them now."""
+    from demoapp.models import Counter, Widget
+    from django.contrib.auth import get_user_model
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_results.models import TaskResult
+
+    staff = get_user_model().objects.filter(is_staff=True).order_by("pk")
+    return {
+        "widgets": list(Widget.objects.order_by("pk").values_list("pk", "name")),
+        "counters": list(Counter.objects.order_by("pk").values_list("name", "value")),
+        "task results": list(
+            TaskResult.objects.order_by("pk").values_list("task_id", "status", "result")
+        ),
+        "periodic tasks": list(
+            PeriodicTask.objects.order_by("pk").values_list(
+                "name", "task", "enabled", "interval__every", "interval__period"
+            )
+        ),
+        "staff who may run periodic tasks": [
+            user.get_username()
+            for user in staff
+            if user.has_perm("django_celery_beat.run_periodictask")
+        ],
+    }
+
+
+def gone_migrations():
+    """The migrations the database records as applied that no migration on disk is or
+    replaces, in the apps of this project's own folder or apps no longer installed: what
+    the project's migrations no longer describe."""
+    from django.apps import apps
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.recorder import MigrationRecorder
+
+    loader = MigrationLoader(connection)
+    on_disk = set(loader.disk_migrations)
+    on_disk |= {key for migration in loader.disk_migrations.values() for key in migration.replaces}
+    elsewhere = {
+        app.label for app in apps.get_app_configs() if Path.cwd() not in Path(app.path).parents
+    }
+    applied = sorted(MigrationRecorder(connection).applied_migrations())
+    gone = [key for key in applied if key[0] not in elsewhere and key not in on_disk]
+    return [".".join(key) for key in gone]
+
+
 def main():
     slug, command = sys.argv[1:3]
     setup(slug)
     commands = {"demo": demo, "periodic": periodic, "spread": spread, "counter": counter,
-                "cleanup": cleanup, "django-tasks": django_tasks}  # fmt: skip
+                "cleanup": cleanup, "django-tasks": django_tasks, "hold": hold, "held": held,
+                "gone-migrations": gone_migrations}  # fmt: skip
     print(json.dumps(commands[command]()))
 
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,3 +286,83 @@ def alive(pid, timeout=10):
             return False
         time.sleep(0.1)
     return True
+
+
+# The template as a git repository of its own, which cruft creates and updates projects from.
+
+TEMPLATE_FILES = ("cookiecutter.json", "hooks", "{{cookiecutter.project_slug}}")
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def tool(name):
+    """A command-line tool installed beside this interpreter (tests/requirements.txt)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else shutil.which(name)
+
+
+def git(cwd, *args):
+    return run(["git", "-c", "init.defaultBranch=main", *args], cwd=cwd, env=os.environ | GIT_ENV)
+
+
+def cruft(cwd, *args, check=True):
+    proc = subprocess.run(
+        [tool("cruft"), *args], cwd=cwd, env=os.environ | GIT_ENV, capture_output=True, text=True
+    )
+    if check:
+        assert proc.returncode == 0, f"cruft {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc
+
+
+def commit_all(folder, message):
+    """Commit everything in `folder`, which becomes a git repository if it is none yet."""
+    if not (folder / ".git").exists():
+        git(folder, "init", "-q")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def commit_template(repo, commit=None):
+    """Commit the template's files into the git repository `repo` (made if need be): as
+    `commit` of this checkout's history holds them, or by default as they are on disk."""
+    repo.mkdir(exist_ok=True)
+    for path in map(repo.joinpath, TEMPLATE_FILES):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if commit:
+        with tempfile.TemporaryDirectory() as scratch:
+            archive = Path(scratch) / "template.tar"
+            git(TEMPLATE, "archive", "-o", archive, commit, *TEMPLATE_FILES)
+            with tarfile.open(archive) as files:
+                files.extractall(repo, filter="data")
+    else:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for name in TEMPLATE_FILES:
+            if (TEMPLATE / name).is_dir():
+                shutil.copytree(TEMPLATE / name, repo / name, ignore=ignore)
+            else:
+                shutil.copy2(TEMPLATE / name, repo / name)
+    # Named in a file too, so that each commit changes something even where the template's
+    # files do not: after a commit that changes nothing, cruft update does nothing ("already
+    # up to date") and cruft check fails ("out of date").
+    source = f"the template at {commit or 'the working tree'}"
+    (repo / "source.txt").write_text(source + "\n")
+    commit_all(repo, source)
+
+
+def cruft_create(template, out):
+    """The default project made by `cruft create` from the template repository into the
+    folder `out`, committed as rendered in a git repository of its own: its folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    cruft(out, "create", str(template), "--no-input", "--output-dir", str(out))
+    project = out / "my_project"
+    commit_all(project, "pristine render")
+    return project

@@ -2,9 +2,6 @@
 Django 6.1 where the dependencies allow it, Python 3.13, and template updates with cruft."""
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,15 +10,17 @@ import yaml
 from cookiecutter.main import cookiecutter
 
 from support.matrix import MATRIX, ROWS
-from support.project import TEMPLATE, assert_project_checks_pass, install_on_python, run
-
-BIN = Path(sys.executable).parent
-
-
-def tool(name):
-    """A command-line tool installed beside this interpreter (tests/requirements.txt)."""
-    path = BIN / name
-    return str(path) if path.exists() else shutil.which(name)
+from support.project import (
+    TEMPLATE,
+    assert_project_checks_pass,
+    commit_template,
+    cruft,
+    cruft_create,
+    git,
+    install_on_python,
+    run,
+    tool,
+)
 
 
 @pytest.fixture(scope="module")
@@ -144,29 +143,6 @@ def test_default_project_on_python_313(bake, tmp_path):
     assert_project_checks_pass(project)
 
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(cwd, *args):
-    return run(["git", "-c", "init.defaultBranch=main", *args], cwd=cwd, env=os.environ | GIT_ENV)
-
-
-def cruft(cwd, *args, check=True):
-    proc = subprocess.run(
-        [tool("cruft"), *args], cwd=cwd, env=os.environ | GIT_ENV, capture_output=True, text=True
-    )
-    if check:
-        assert proc.returncode == 0, f"cruft {' '.join(args)}: {proc.stdout}{proc.stderr}"
-    return proc
-
-
 README_LINE = "Tasks are queued through"
 
 
@@ -175,25 +151,10 @@ def test_cruft_update_brings_template_changes_and_keeps_local_edits(tmp_path):
     elsewhere; `cruft update` merges both, with no rejected hunk and .env untouched."""
     # The template as it is on disk, as a git repository of its own.
     template = tmp_path / "template"
-    template.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("cookiecutter.json", "hooks", "{{cookiecutter.project_slug}}"):
-        source = TEMPLATE / name
-        if source.is_dir():
-            shutil.copytree(source, template / name, ignore=ignore)
-        else:
-            shutil.copy2(source, template / name)
-    git(template, "init", "-q")
-    git(template, "add", "-A")
-    git(template, "commit", "-q", "-m", "template")
+    commit_template(template)
 
-    out = tmp_path / "out"
-    cruft(tmp_path, "create", str(template), "--no-input", "--output-dir", str(out))
-    project = out / "my_project"
+    project = cruft_create(template, tmp_path / "out")
     assert json.loads((project / ".cruft.json").read_text())["template"] == str(template)
-    git(project, "init", "-q")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "pristine render")
     assert not git(project, "ls-files", ".env"), ".env must stay out of git"
     env_before = (project / ".env").read_bytes()
 
