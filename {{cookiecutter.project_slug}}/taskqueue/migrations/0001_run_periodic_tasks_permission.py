@@ -1,7 +1,8 @@
 """The "Can run periodic tasks now" permission that admin.py asks for.
 
-Projects made before 2026.12.07 ran this migration from their project package:
-there get_or_create finds the permission, and its grants are kept.
+Until 2026.12.07 this migration lived in the project package. `replaces` tells
+Django that a database which ran it there has run this one; get_or_create keeps
+the permission, and who holds it, either way.
 """
 
 from django.db import migrations
@@ -21,6 +22,8 @@ def create_permission(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    replaces = [("{{ cookiecutter.project_slug }}", "0001_run_periodic_tasks_permission")]
+
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),

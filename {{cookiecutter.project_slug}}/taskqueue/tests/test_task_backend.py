@@ -54,11 +54,15 @@ def finished(result, timeout=10):
     return result
 
 
+def test_a_queued_task_has_a_result_to_read():
+    later = timezone.now() + timedelta(hours=1)
+    result = double.using(run_after=later).enqueue(21)
+    assert result.status == TaskResultStatus.READY
+    assert double.get_result(result.id).status == TaskResultStatus.READY  # not unknown
+
+
 def test_enqueued_task_runs_on_the_worker(celery_session_worker):
     result = double.enqueue(21)
-    assert result.status == TaskResultStatus.READY
-    assert double.get_result(result.id).status == TaskResultStatus.READY  # queued, not unknown
-
     finished(result)
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.return_value == 42
