@@ -67,6 +67,16 @@ def pids_in(netns: str) -> list[int]:
     ]
 
 
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """CPU time a process used (0 if it has ended), with its children that have ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = fields[11:15] if children else fields[11:13]  # utime, stime, cutime, cstime
+    return sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK")
+
+
 def kill_all(netns: str) -> None:
     """SIGKILL every process in `netns`, then wait until none is left."""
     deadline = time.monotonic() + KILL_TIMEOUT
@@ -105,6 +115,10 @@ class Host:
 
     def pids(self) -> list[int]:
         return pids_in(self.netns)
+
+    def cpu_seconds(self) -> float:
+        """CPU time used by the processes it runs, and by their children that have ended."""
+        return sum(map(cpu_seconds, self.pids()))
 
     def cut(self) -> None:
         """Unplug its link: no packet in or out, to or from any host."""
