@@ -3,8 +3,8 @@
 Simulated hosts (support/hosts.py: network namespaces on one bridge): a Redis host and a
 PostgreSQL host, their servers on their usual ports, started here and used by this module
 only; two worker hosts, each running the worker as deploy/systemd/celery-worker.service
-does; and a sender host, the web, which migrates, sends the tasks and counts their
-results. The project is configured as its deployment files say, by environment:
+does (concurrency: the machine's 2 CPUs); and a web host, which sends the tasks and counts
+their results. The project is configured as its deployment files say, by environment:
 CELERY_BROKER_URL and DATABASE_URL name the other hosts' addresses. Each test injects one
 fault and prints a FIGURES line; the figures and their reasons are in docs/reliability.md.
 
@@ -31,6 +31,12 @@ WORKER_UNIT = "celery-worker.service"
 HEALTH_UNIT = "celery-worker-health.service"
 ANSWERS = {"broker": "redis", "database": "postgresql", "use_celery_beat": "n"}
 TASKS = 24  # "long" tasks, long_task(20, 0.1): ~2 s each
+# Longer than anything that could notice a cut: Celery's worker heartbeat (2 s) and the
+# health check of kombu's Redis connections (25 s).
+CUT = 30  # seconds
+# After a cut of CUT seconds TCP sends again within about CUT more (its retransmission
+# timeout doubles at each try); and a waiting process must start on a busy machine.
+HEALED = 2 * CUT + 15
 redis_databases = itertools.count(1)  # one per test: no stray messages
 
 
@@ -41,16 +47,25 @@ def network():
 
 
 @pytest.fixture(scope="module")
-def redis_server(network, tmp_path_factory):
-    server = servers.redis(tmp_path_factory.mktemp("redis"), network.host("redis"))
+def redis_host(network):
+    return network.host("redis")
+
+
+@pytest.fixture(scope="module")
+def postgresql_host(network):
+    return network.host("postgresql")
+
+
+@pytest.fixture(scope="module")
+def redis_server(redis_host, tmp_path_factory):
+    server = servers.redis(tmp_path_factory.mktemp("redis"), redis_host)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def postgresql_server(network, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("postgresql")
-    server = servers.postgresql(folder, network.host("postgresql"))
+def postgresql_server(postgresql_host, tmp_path_factory):
+    server = servers.postgresql(tmp_path_factory.mktemp("postgresql"), postgresql_host)
     yield server
     server.stop()
 
@@ -87,7 +102,7 @@ class Site:
         return self.project.on(self.web)
 
     def start_workers(self, *hosts):
-        """A worker on each host, started as the systemd unit says (concurrency: 2 CPUs)."""
+        """A worker on each host, started as the systemd unit says."""
         for host in hosts:
             command = unit_command(self.project, WORKER_UNIT, host.hostname, host.machine_id)
             launch = self.project.on(host).launch
@@ -106,6 +121,18 @@ class Site:
             found.update(re.findall(rf"Task \S+\[([0-9a-f-]+)\] {event}", worker.output()))
         return found
 
+    def busy(self, host):
+        """Send TASKS long tasks; once both processes on `host` run one that began less than
+        1.4 s ago, the ids of those two. Until one of them ends, ~0.6 s or more, that worker
+        takes nothing from Redis: a fault then cannot fall between its taking a message and
+        its recording it as unacknowledged (docs/reliability.md says why that matters)."""
+        self.sender.send(TASKS, "long")
+        return self.sender.faults("busy", self.node(host), 2, 1.4)["ids"]
+
+    def finished(self, ids):
+        """Each task's status, when it was done (epoch seconds) and by which worker."""
+        return self.sender.faults("finished", *ids)
+
 
 @pytest.fixture
 def deploy(bake, network, redis_server, postgresql_server, migrated):
@@ -114,36 +141,51 @@ def deploy(bake, network, redis_server, postgresql_server, migrated):
 
     def deploy(hostnames=("worker1", "worker2"), transport_options=None):
         project = bake(**ANSWERS)
-        broker = redis_server.url.rsplit("/", 1)[0]
         name = f"db_{uuid.uuid4().hex[:12]}"
         database = servers.create_database(postgresql_server, name, template=migrated)
+        broker = redis_server.url.rsplit("/", 1)[0]
         project.env |= {
             "CELERY_BROKER_URL": f"{broker}/{next(redis_databases)}",
             "DATABASE_URL": database,
         }
         if transport_options:
             project.env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(transport_options)
-        web = network.host("web")
-        made.append(web)
+        made.append(network.host("web"))
         for number, hostname in enumerate(hostnames, 1):
             made.append(network.host(f"worker{number}", hostname))
-        return Site(project, web, made[1:])
+        return Site(project, made[0], made[1:])
 
     yield deploy
     for host in made:
         network.remove(host)
 
 
-def report(what, site, outcome, recovered=None):
+def report(what, site, outcome, recovered):
     again = sum(n - 1 for n in site.runs().values())
     twice = sum(n > 1 for n in site.runs("succeeded").values())
     lost = outcome["sent"] - outcome["done"]
-    recovery = "" if recovered is None else f", recovered in {recovered:.1f} s"
     print(
         f"FIGURES {what}: {outcome['sent']} sent, {outcome['done']} done, {lost} lost,"
-        f" {again} delivered again, {twice} run twice{recovery}; states {outcome['states']}"
+        f" {again} delivered again, {twice} run twice, recovered in {recovered:.1f} s;"
+        f" states {outcome['states']}"
     )
-    return lost
+    return lost, twice
+
+
+def cut_for_a_while(host, other):
+    """Drop every packet between the two hosts for CUT seconds; when it healed."""
+    host.block(other)
+    time.sleep(CUT)
+    host.unblock(other)
+    return time.time()
+
+
+def unacknowledged(redis_host, site):
+    """The ids of the tasks in Redis' hash of unacknowledged messages, for this site."""
+    database = site.project.env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
+    hvals = [*redis_host.prefix, "redis-cli", "-n", database, "--raw", "HVALS", "unacked"]
+    lines = run(hvals).splitlines()
+    return {json.loads(line)[0]["headers"]["id"] for line in lines if line}
 
 
 # Redis hands a dead worker's unacknowledged tasks to another after the visibility timeout,
@@ -163,22 +205,61 @@ def test_worker_host_powered_off(deploy):
     site = deploy(transport_options={"visibility_timeout": VISIBILITY})
     lost_host, other = site.workers
     site.start_workers(*site.workers)
-    site.sender.send(TASKS, "long")
-    # Both processes busy and each task with 0.6 s or more to go: the worker is between
-    # two fetches from Redis, which a power cut must not hit (reliability.md says why).
-    held = site.sender.faults("busy", site.node(lost_host), 2, 1.4)["ids"]
+    held = site.busy(lost_host)
     cut_at = time.time()
     lost_host.power_off()
-    (site.project.path / "held.txt").write_text("\n".join(held))
 
+    (site.project.path / "held.txt").write_text("\n".join(held))
     again = site.sender.wait_done(ids="held.txt", timeout=PROMISED)
-    finished = site.sender.faults("finished", *held)
+    finished = site.finished(held)
     recovered = max(row["at"] for row in finished.values()) - cut_at
     outcome = site.sender.wait_done()
-    report("worker host powered off (Redis, visibility 10 s)", site, outcome, recovered)
+    lost, twice = report("worker host powered off, visibility 10 s", site, outcome, recovered)
     assert again["done"] == 2, f"not done within {PROMISED} s: {again}"
     assert {row["worker"] for row in finished.values()} == {site.node(other)}
-    assert outcome["done"] == outcome["sent"] == TASKS, outcome
+    assert outcome["done"] == outcome["sent"] == TASKS and lost == twice == 0, outcome
+
+
+def test_worker_host_cut_off_from_the_broker(deploy, redis_host):
+    """A worker host loses the broker for CUT seconds while both its processes run a task:
+    the tasks end (the database is still there), their acknowledgements wait in TCP, and
+    reach Redis once the link heals. Nothing is lost and nothing runs twice: the generated
+    visibility timeout (600 s) outlasts the cut, so Redis hands the tasks to no one else."""
+    site = deploy()
+    cut_host, other = site.workers
+    site.start_workers(*site.workers)
+    held = set(site.busy(cut_host))
+    healed_at = cut_for_a_while(cut_host, redis_host)
+
+    outcome = site.sender.wait_done()
+    deadline = time.monotonic() + HEALED
+    while held & unacknowledged(redis_host, site) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    recovered = time.time() - healed_at
+    lost, twice = report("worker host cut off from Redis for 30 s", site, outcome, recovered)
+    assert not held & unacknowledged(redis_host, site), f"not acknowledged in {HEALED} s"
+    finished = site.finished(held)
+    assert {row["worker"] for row in finished.values()} == {site.node(cut_host)}
+    assert outcome["done"] == outcome["sent"] == TASKS and lost == twice == 0, outcome
+    assert "Connection to broker lost" not in site.processes[cut_host.label].output()
+
+
+def test_database_cut_off_from_a_worker_host(deploy, postgresql_host):
+    """PostgreSQL unreachable from one worker host for CUT seconds while both its processes
+    run a task: their writes wait in TCP and go through once the link heals; the other
+    host goes on meanwhile. Nothing is lost and nothing runs twice."""
+    site = deploy()
+    cut_host, other = site.workers
+    site.start_workers(*site.workers)
+    held = site.busy(cut_host)
+    healed_at = cut_for_a_while(cut_host, postgresql_host)
+
+    outcome = site.sender.wait_done()
+    finished = site.finished(held)
+    recovered = max(row["at"] for row in finished.values()) - healed_at
+    lost, twice = report("PostgreSQL cut off from a worker host for 30 s", site, outcome, recovered)
+    assert {row["worker"] for row in finished.values()} == {site.node(cut_host)}
+    assert outcome["done"] == outcome["sent"] == TASKS and lost == twice == 0, outcome
 
 
 def test_two_worker_hosts_with_one_host_name(deploy):
@@ -200,3 +281,50 @@ def test_two_worker_hosts_with_one_host_name(deploy):
     assert "OK" in healthy(second)
     with pytest.raises(AssertionError):
         healthy(first)
+
+
+QUICK = 400  # add tasks a round
+
+
+def cpu_used(site, workers, redis_host, postgresql_host):
+    """CPU seconds used so far: by the worker's main processes, their pool processes, Redis
+    and PostgreSQL, and by each worker host."""
+    main = sum(hosts.cpu_seconds(site.processes[h.label].pid, children=False) for h in workers)
+    by_host = {host.label: host.cpu_seconds() for host in workers}
+    return {
+        "worker main": main,
+        "pool": sum(by_host.values()) - main,
+        "redis": redis_host.cpu_seconds(),
+        "postgresql": postgresql_host.cpu_seconds(),
+        **by_host,
+    }
+
+
+def test_throughput_of_one_and_two_worker_hosts(deploy, redis_host, postgresql_host):
+    """QUICK `add` tasks on one worker host, then on two: tasks a second, and the CPU each
+    part used per task. All the hosts share this machine's 2 cores: the ratio shows what a
+    second host brings here, not what a second machine would (docs/reliability.md)."""
+    site = deploy()
+    first, second = site.workers
+    rates = []
+    for workers in ([first], [first, second]):
+        site.start_workers(*[host for host in workers if host.label not in site.processes])
+        before = cpu_used(site, workers, redis_host, postgresql_host)
+        ids = f"round{len(workers)}.txt"
+        sender = site.sender.send(QUICK, "quick", ids=ids)
+        outcome = site.sender.wait_done(ids=ids)
+        after = cpu_used(site, workers, redis_host, postgresql_host)
+        sent = (site.project.path / ids).read_text().split()
+        done_at = [row["at"] for row in site.finished(sent).values()]
+        took = max(done_at) - min(done_at)
+        rates.append((len(done_at) - 1) / took)
+        used = {part: after[part] - before[part] for part in after} | {"sender": sender["cpu"]}
+        per_task = ", ".join(f"{part} {1000 * cpu / QUICK:.2f}" for part, cpu in used.items())
+        busy = ", ".join(f"{host.label} {100 * used[host.label] / took:.0f}%" for host in workers)
+        print(
+            f"FIGURES {len(workers)} worker host(s): {outcome['done']} of {QUICK} add tasks"
+            f" done, {rates[-1]:.0f} tasks/s; CPU ms per task: {per_task}; CPU of one core"
+            f" while they ran: {busy}"
+        )
+        assert outcome["done"] == QUICK, outcome
+    print(f"FIGURES two worker hosts / one: {rates[1] / rates[0]:.2f} times the tasks a second")
