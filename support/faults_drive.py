@@ -35,13 +35,13 @@ TIMEOUT = 120  # seconds any wait may take
 
 
 def send(kind, count, ids, pause=0.0):
-    """Send `count` idempotent tasks: slow ones (~0.3 s) or long ones (~2 s) on the "long"
+    """Send `count` idempotent tasks: slow ones (~0.3 s) or long ones (~4 s) on the "long"
     queue, quick adds, or quick queries (count_widgets)."""
     from demoapp.tasks import add, count_widgets, long_task
 
     kinds = {
         "slow": lambda i: long_task.delay(3, 0.1),
-        "long": lambda i: long_task.delay(20, 0.1),
+        "long": lambda i: long_task.delay(40, 0.1),
         "quick": lambda i: add.delay(i, i),
         "query": lambda i: count_widgets.delay(),
     }

@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.servers, pytest.mark.multihost]
 WORKER_UNIT = "celery-worker.service"
 HEALTH_UNIT = "celery-worker-health.service"
 ANSWERS = {"broker": "redis", "database": "postgresql", "use_celery_beat": "n"}
-TASKS = 24  # "long" tasks, long_task(20, 0.1): ~2 s each
+TASKS = 16  # "long" tasks, long_task(40, 0.1)
+LONG = 4  # seconds, about, each
 # Longer than anything that could notice a cut: Celery's worker heartbeat (2 s) and the
 # health check of kombu's Redis connections (25 s).
 CUT = 30  # seconds
@@ -123,11 +124,11 @@ class Site:
 
     def busy(self, host):
         """Send TASKS long tasks; once both processes on `host` run one that began less than
-        1.4 s ago, the ids of those two. Until one of them ends, ~0.6 s or more, that worker
+        1.5 s ago, the ids of those two. Until one of them ends, 2.5 s or more, that worker
         takes nothing from Redis: a fault then cannot fall between its taking a message and
         its recording it as unacknowledged (docs/reliability.md says why that matters)."""
         self.sender.send(TASKS, "long")
-        return self.sender.faults("busy", self.node(host), 2, 1.4)["ids"]
+        return self.sender.faults("busy", self.node(host), 2, LONG - 2.5)["ids"]
 
     def finished(self, ids):
         """Each task's status, when it was done (epoch seconds) and by which worker."""
@@ -173,11 +174,12 @@ def report(what, site, outcome, recovered):
 
 
 def cut_for_a_while(host, other):
-    """Drop every packet between the two hosts for CUT seconds; when it healed."""
+    """Drop every packet between the two hosts for CUT seconds; when it began and healed."""
+    cut_at = time.time()
     host.block(other)
     time.sleep(CUT)
     host.unblock(other)
-    return time.time()
+    return cut_at, time.time()
 
 
 def unacknowledged(redis_host, site):
@@ -190,13 +192,13 @@ def unacknowledged(redis_host, site):
 
 # Redis hands a dead worker's unacknowledged tasks to another after the visibility timeout,
 # in a sweep every unacked_restore_interval (kombu's 10 s; settings.py's throttle of 1 makes
-# each sweep a scan). 600 s in settings.py, twice the hard time limit; 10 s here, five
-# times these 2 s tasks, so no running task is handed out twice.
+# each sweep a scan). 600 s in settings.py, twice the hard time limit; 10 s here, over
+# twice these tasks' 4 s, so no running task is handed out twice.
 VISIBILITY = 10
 SWEEP = 10
 # What the settings promise for a dead host's tasks: the visibility timeout, a sweep, the
 # task itself; plus room for the waiting process to start on a busy machine.
-PROMISED = VISIBILITY + SWEEP + 2 + 15
+PROMISED = VISIBILITY + SWEEP + LONG + 15
 
 
 def test_worker_host_powered_off(deploy):
@@ -229,7 +231,7 @@ def test_worker_host_cut_off_from_the_broker(deploy, redis_host):
     cut_host, other = site.workers
     site.start_workers(*site.workers)
     held = set(site.busy(cut_host))
-    healed_at = cut_for_a_while(cut_host, redis_host)
+    cut_at, healed_at = cut_for_a_while(cut_host, redis_host)
 
     outcome = site.sender.wait_done()
     deadline = time.monotonic() + HEALED
@@ -240,6 +242,7 @@ def test_worker_host_cut_off_from_the_broker(deploy, redis_host):
     assert not held & unacknowledged(redis_host, site), f"not acknowledged in {HEALED} s"
     finished = site.finished(held)
     assert {row["worker"] for row in finished.values()} == {site.node(cut_host)}
+    assert min(row["at"] for row in finished.values()) > cut_at, "they ended before the cut"
     assert outcome["done"] == outcome["sent"] == TASKS and lost == twice == 0, outcome
     assert "Connection to broker lost" not in site.processes[cut_host.label].output()
 
@@ -252,13 +255,15 @@ def test_database_cut_off_from_a_worker_host(deploy, postgresql_host):
     cut_host, other = site.workers
     site.start_workers(*site.workers)
     held = site.busy(cut_host)
-    healed_at = cut_for_a_while(cut_host, postgresql_host)
+    _, healed_at = cut_for_a_while(cut_host, postgresql_host)
 
     outcome = site.sender.wait_done()
     finished = site.finished(held)
     recovered = max(row["at"] for row in finished.values()) - healed_at
     lost, twice = report("PostgreSQL cut off from a worker host for 30 s", site, outcome, recovered)
     assert {row["worker"] for row in finished.values()} == {site.node(cut_host)}
+    # A row's time is when its write was made: after the heal, so they waited for it.
+    assert recovered > 0, "the two tasks did not wait for the database"
     assert outcome["done"] == outcome["sent"] == TASKS and lost == twice == 0, outcome
 
 
