@@ -3,7 +3,8 @@
 Each server listens on 127.0.0.1 only, on a free port, keeps its data and log in
 the folder it is given (for servers that run as their own user, a link to a folder
 in /tmp until the tests exit: see _folder_for), and is stopped by its PID, never by
-a process name.
+a process name. Redis and PostgreSQL also run on a simulated host (support/hosts.py):
+there on their usual port, listening on the host's address too.
 `scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
 RabbitMQ and MariaDB run as their own system users.
 
