@@ -16,6 +16,11 @@ with what a worker needs to trust it:
 - Each message file is written under a temporary name, then renamed, so no
   reader sees it half-written; a file that still cannot be read is moved to
   ``.bad/`` and logged, and the worker goes on.
+- A task message is on the disk before the call that sent it returns: its data
+  is flushed before the rename, the folder after it (one flush of the folder
+  serves every thread of the process that renamed a file before it began). A
+  worker's claim keeps the message on the disk in one folder or the other.
+  After a power cut every task sent is still queued, claimed or acknowledged.
 - An auto-delete queue (``celery events``, Flower, ``celery inspect`` replies)
   names the process that declared it; once that process is gone, messages for
   it are no longer stored.
@@ -36,18 +41,20 @@ locks and inotify are not reliable over NFS). Its layout:
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import heapq
 import logging
 import os
 import select
 import socket
 import sys
+import threading
 import time
 import uuid
-from fcntl import LOCK_EX, LOCK_NB, flock
 from pathlib import Path
 from queue import Empty
 
+from kombu.entity import TRANSIENT_DELIVERY_MODE
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.transport.virtual import BrokerState
@@ -68,6 +75,90 @@ BOOT = BOOT_ID.read_text().strip() if BOOT_ID.exists() else ""
 IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x8, 0x80, 0x4000
 
 
+def flush(fd, data_only=False):
+    """Make what was written through `fd` durable: a file's data, or a folder's entries."""
+    if hasattr(fcntl, "F_FULLFSYNC"):  # macOS: fsync reaches the drive, not its medium
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+    elif data_only:
+        os.fdatasync(fd)
+    else:
+        os.fsync(fd)
+
+
+class FolderFlush:
+    """The flushes of one folder's entries, shared by the threads of this process.
+
+    A flush makes durable every change to the folder made before it began. A thread
+    whose change is made needs a flush that begins after that: it starts one, or, if
+    one is running, waits for it to end and for the next (which one of the waiting
+    threads starts, for all of them).
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.changed = threading.Condition()
+        self.begun = self.ended = 0  # flushes, numbered
+        self.running = False
+
+    def __call__(self):
+        with self.changed:
+            needed = self.begun + 1
+            while self.running and self.ended < needed:
+                self.changed.wait()
+            if self.ended >= needed:
+                return
+            self.running = True
+            self.begun += 1
+            number = self.begun
+        done = False
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                flush(fd)
+            finally:
+                os.close(fd)
+            done = True
+        finally:
+            with self.changed:
+                self.running = False
+                if done:
+                    self.ended = number
+                self.changed.notify_all()
+
+
+_flushes = {}  # folder -> its FolderFlush
+_flushes_lock = threading.Lock()
+
+
+def flush_folder(folder):
+    """Make the changes already made to `folder`'s entries durable."""
+    folder = str(folder)
+    with _flushes_lock:
+        folder_flush = _flushes.setdefault(folder, FolderFlush(folder))
+    folder_flush()
+
+
+def forget_flushes():
+    """In a forked child: a thread of the parent may have held these locks."""
+    global _flushes_lock
+    _flushes.clear()
+    _flushes_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_flushes)
+
+
+def make_folder(folder):
+    """Create `folder` and its missing parents, each durably: a message flushed into a
+    folder whose own name was lost in a power cut would be lost with it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        make_folder(folder.parent)
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        flush_folder(folder.parent)
+
+
 def folder_of(client):
     """The broker's folder, from the URL of a kombu Connection."""
     path = client.virtual_host
@@ -86,25 +177,64 @@ class Owner:
     Its lock file is locked before it appears under its final name, and stays
     locked while the process lives. A process forked from this one does not
     inherit the role (see forget_owners).
+
+    The lock file need not survive a power cut: a lock file that is missing or
+    empty reads as a dead owner's, whose claims go back to the queue. The claims
+    folder must, before anything is claimed into it.
     """
 
     def __init__(self, folder):
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.lock = folder / ".owners" / self.id
         self.claims = folder / ".claimed" / self.id
+        self.moving = threading.Lock()  # held while a message moves in or out of claims
         self.lock.parent.mkdir(exist_ok=True)
         temporary = self.lock.with_name(f".{self.id}")
         self.fd = os.open(temporary, os.O_RDWR | os.O_CREAT, 0o600)
-        flock(self.fd, LOCK_EX)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
         os.write(self.fd, f"{HOST}\n{BOOT}".encode())
         os.rename(temporary, self.lock)
         self.claims.mkdir(parents=True)
+        flush_folder(folder)  # ".claimed", the first time
+        flush_folder(self.claims.parent)
+
+    def claim(self, folder, name):
+        """Move message file `name` from `folder` into this owner's claims; None if another
+        process took it first.
+
+        A rename between two folders is two changes, and a power cut may keep one
+        without the other: a sender's flush of `folder` could make the message's
+        departure durable before its arrival here. So it is linked here, this folder
+        is flushed, and only then is it unlinked from `folder`: a cut finds it in one
+        folder or both (then it runs again), never in neither.
+        """
+        claimed = self.claims / name
+        with self.moving:
+            try:
+                os.link(folder / name, claimed)
+            except FileNotFoundError:
+                return None
+            flush_folder(self.claims)
+            try:
+                os.unlink(folder / name)
+            except FileNotFoundError:  # another process linked it too, and unlinked it first
+                claimed.unlink()
+                return None
+        return claimed
+
+    def unclaim(self, claimed, folder):
+        """Put a claimed message back in `folder`, durably, before this owner's claims
+        folder is flushed again (which would make its departure from here durable)."""
+        with self.moving:
+            os.rename(claimed, folder / claimed.name)
+            flush_folder(folder)
 
     def release(self, folder):
         """At exit: put back what is still claimed, then give up the lock."""
         for name in os.listdir(self.claims):
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.claims / name, folder / name)
+        flush_folder(folder)  # before the claims folder goes
         with contextlib.suppress(OSError):
             self.claims.rmdir()
         with contextlib.suppress(FileNotFoundError):
@@ -155,7 +285,7 @@ def take_over(lock):
         host, _, boot = os.pread(fd, 255, 0).decode(errors="replace").partition("\n")
         if host and host != HOST and boot != BOOT:
             raise BlockingIOError
-        flock(fd, LOCK_EX | LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -176,6 +306,8 @@ def recover(folder, temporaries=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(claims / name, folder / name)
                     restored += 1
+            if names:  # durable in the queue before the claims folder goes
+                flush_folder(folder)
             with contextlib.suppress(OSError):
                 claims.rmdir()
             with contextlib.suppress(FileNotFoundError):
@@ -287,7 +419,7 @@ class Channel(filesystem.Channel):
         self._claims = {}  # delivery tag -> the claimed message file
         self._no_ack_queues = set()
         for folder in (self.data_folder_in, self.data_folder_out, self.control_folder):
-            os.makedirs(folder, exist_ok=True)
+            make_folder(folder)
 
     @property
     def data_folder_in(self):
@@ -309,10 +441,18 @@ class Channel(filesystem.Channel):
         # zero-padded so that names sort by time, also after a reboot.
         name = f"{time.time_ns() // 1000:017d}_{uuid.uuid4().hex}.{queue}.msg"
         path = os.path.join(self.data_folder_out, name)
+        # As on RabbitMQ, only persistent messages (tasks) are flushed to the disk: events
+        # and replies to `celery inspect` are transient, and worth nothing after a reboot.
+        durable = payload["properties"].get("delivery_mode") != TRANSIENT_DELIVERY_MODE
         try:
             with open(f"{path}.tmp", "wb") as file:
                 file.write(dumps(payload).encode())
+                if durable:
+                    file.flush()
+                    flush(file.fileno(), data_only=True)
             os.rename(f"{path}.tmp", path)
+            if durable:
+                flush_folder(self.data_folder_out)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {path!r} to directory") from exc
 
@@ -321,12 +461,8 @@ class Channel(filesystem.Channel):
         waiting = self.connection.watch(folder).waiting_for(queue)
         while waiting:
             name = heapq.heappop(waiting)
-            claimed = owner_for(folder).claims / name
-            try:
-                # Of several processes that saw the file, one renames it; the others
-                # find it gone.
-                os.rename(folder / name, claimed)
-            except FileNotFoundError:
+            claimed = self._claim(folder, name, queue)
+            if claimed is None:  # another process took it
                 continue
             payload = self._read(claimed)
             if payload is None:
@@ -337,6 +473,18 @@ class Channel(filesystem.Channel):
                 self._claims[payload["properties"]["delivery_tag"]] = claimed
             return payload
         raise Empty()
+
+    def _claim(self, folder, name, queue):
+        owner = owner_for(folder)
+        if queue not in self._no_ack_queues:
+            return owner.claim(folder, name)
+        # Delivered is done with: the message need not survive a power cut.
+        claimed = owner.claims / name
+        try:
+            os.rename(folder / name, claimed)
+        except FileNotFoundError:
+            return None
+        return claimed
 
     def _read(self, claimed):
         """The message in a claimed file; None if it is not one (the file is set aside)."""
@@ -395,6 +543,9 @@ class Channel(filesystem.Channel):
         self.connection.on_settled()
 
     def _settle(self, delivery_tag):
+        # Not flushed: an acknowledgement lost in a power cut leaves the message claimed,
+        # and it runs again. The task's result was stored before (durably on the default
+        # SQLite, see settings.py), and the next claim's flush makes the removal durable.
         claimed = self._claims.pop(delivery_tag, None)
         if claimed is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -404,8 +555,9 @@ class Channel(filesystem.Channel):
         """Put an unacknowledged message back where it was, first in line."""
         claimed = self._claims.pop(message.delivery_tag, None)
         if claimed is not None:
+            folder = Path(self.data_folder_in)
             with contextlib.suppress(FileNotFoundError):
-                os.rename(claimed, Path(self.data_folder_in) / claimed.name)
+                owner_for(folder).unclaim(claimed, folder)
                 return
         super()._restore(message)
 
@@ -525,7 +677,7 @@ class Transport(filesystem.Transport):
         self._loop = loop
         options = self.client.transport_options
         folder = Path(options.get("data_folder_in", folder_of(self.client) / "queue"))
-        os.makedirs(folder, exist_ok=True)
+        make_folder(folder)
         watch = self.watch(folder)
         if watch.fd is not None:
             loop.add_reader(watch.fd, self._on_readable, watch)
