@@ -3,7 +3,7 @@
 This is kombu's filesystem transport (``filesystem://`` in CELERY_BROKER_URL)
 with what a worker needs to trust it:
 
-- A message is claimed by renaming its file into a folder of the process that
+- A message is claimed by renaming its file with the name of the process that
   took it, and deleted only when the task is acknowledged. Each such process
   holds a lock on a file of its own, which the kernel releases however the
   process ends (kill -9, OOM, power cut), so another process can tell a dead
@@ -19,8 +19,8 @@ with what a worker needs to trust it:
 - A task message is on the disk before the call that sent it returns: its data
   is flushed before the rename, the folder after it (one flush of the folder
   serves every thread of the process that renamed a file before it began). A
-  worker's claim keeps the message on the disk in one folder or the other.
-  After a power cut every task sent is still queued, claimed or acknowledged.
+  claim renames the file in the same folder, which a power cut keeps whole or
+  not at all. After a power cut every task sent is waiting, claimed or done.
 - An auto-delete queue (``celery events``, Flower, ``celery inspect`` replies)
   names the process that declared it; once that process is gone, messages for
   it are no longer stored.
@@ -31,10 +31,10 @@ beside manage.py, or the URL's path
 locks and inotify are not reliable over NFS). Its layout:
 
     queue/<time>_<id>.<queue>.msg   messages waiting
-    queue/.claimed/<owner>/         messages a process took and has not acknowledged
+    queue/<message>.<owner>.claim   messages a process took and has not acknowledged
     queue/.owners/<owner>           that process's lock file
     queue/.bad/                     message files that could not be read
-    control/<exchange>.exchange     exchange bindings, as kombu keeps them
+    control/<exchange>.exchange     exchange bindings, in kombu's format
     control/<queue>.owner           the owner of an auto-delete queue
 """
 
@@ -66,6 +66,7 @@ FOLDER = Path(__file__).resolve().parent.parent / ".broker"
 RECOVERY_INTERVAL = 5  # seconds between looks for the claims of dead processes
 OWNER_CACHE = 1  # seconds a queue owner's liveness is trusted before looking again
 STALE_TEMPORARY = 600  # seconds after which a half-written message file is removed
+CLAIMED = ".claim"  # the suffix of a claimed message file: <name>.<owner>.claim
 # This machine: its name, and its kernel's boot id, which the containers of one host share.
 HOST = socket.gethostname()
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -148,6 +149,21 @@ def forget_flushes():
 os.register_at_fork(after_in_child=forget_flushes)
 
 
+def write_file(path, data, durable=True):
+    """Write `path` whole: under a temporary name, renamed over it once written, so that no
+    reader sees half of it. With `durable`, its data is flushed before the rename, and the
+    rename after it."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "wb") as file:
+        file.write(data)
+        if durable:
+            file.flush()
+            flush(file.fileno(), data_only=True)
+    os.rename(temporary, path)
+    if durable:
+        flush_folder(os.path.dirname(path))
+
+
 def make_folder(folder):
     """Create `folder` and its missing parents, each durably: a message flushed into a
     folder whose own name was lost in a power cut would be lost with it."""
@@ -171,72 +187,54 @@ def queue_of(name):
     return rest[:-4] if rest.endswith(".msg") and not name.startswith(".") else None
 
 
+def claimed_by(name):
+    """The message name and owner of a claimed file's name ("123_ab.celery.msg.7-c4f.claim"
+    -> ("123_ab.celery.msg", "7-c4f")), or None."""
+    if not name.endswith(CLAIMED):
+        return None
+    message, _, owner = name.removesuffix(CLAIMED).rpartition(".")
+    return message, owner
+
+
 class Owner:
     """This process, as the holder of the messages it claimed from one queue folder.
 
+    A claimed message stays in the queue folder, renamed to <name>.<owner>.claim.
+    That is one change to one folder's entries, which a power cut keeps whole or
+    not at all, so a claim needs no flush: the message is found claimed (and goes
+    back to the queue) or still waiting. (A rename into another folder would be two
+    changes, and a sender's flush of the queue folder could make the message's
+    departure durable before its arrival.)
+
     Its lock file is locked before it appears under its final name, and stays
     locked while the process lives. A process forked from this one does not
-    inherit the role (see forget_owners).
-
-    The lock file need not survive a power cut: a lock file that is missing or
-    empty reads as a dead owner's, whose claims go back to the queue. The claims
-    folder must, before anything is claimed into it.
+    inherit the role (see forget_owners). The lock file need not survive a power
+    cut either: claims whose owner left no lock file are a dead owner's.
     """
 
     def __init__(self, folder):
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.lock = folder / ".owners" / self.id
-        self.claims = folder / ".claimed" / self.id
-        self.moving = threading.Lock()  # held while a message moves in or out of claims
         self.lock.parent.mkdir(exist_ok=True)
         temporary = self.lock.with_name(f".{self.id}")
         self.fd = os.open(temporary, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         os.write(self.fd, f"{HOST}\n{BOOT}".encode())
         os.rename(temporary, self.lock)
-        self.claims.mkdir(parents=True)
-        flush_folder(folder)  # ".claimed", the first time
-        flush_folder(self.claims.parent)
 
     def claim(self, folder, name):
-        """Move message file `name` from `folder` into this owner's claims; None if another
-        process took it first.
-
-        A rename between two folders is two changes, and a power cut may keep one
-        without the other: a sender's flush of `folder` could make the message's
-        departure durable before its arrival here. So it is linked here, this folder
-        is flushed, and only then is it unlinked from `folder`: a cut finds it in one
-        folder or both (then it runs again), never in neither.
-        """
-        claimed = self.claims / name
-        with self.moving:
-            try:
-                os.link(folder / name, claimed)
-            except FileNotFoundError:
-                return None
-            flush_folder(self.claims)
-            try:
-                os.unlink(folder / name)
-            except FileNotFoundError:  # another process linked it too, and unlinked it first
-                claimed.unlink()
-                return None
+        """Claim message file `name`; its claimed path, or None if another process took
+        it first (of several that saw the file, one renames it)."""
+        claimed = folder / f"{name}.{self.id}{CLAIMED}"
+        try:
+            os.rename(folder / name, claimed)
+        except FileNotFoundError:
+            return None
         return claimed
-
-    def unclaim(self, claimed, folder):
-        """Put a claimed message back in `folder`, durably, before this owner's claims
-        folder is flushed again (which would make its departure from here durable)."""
-        with self.moving:
-            os.rename(claimed, folder / claimed.name)
-            flush_folder(folder)
 
     def release(self, folder):
         """At exit: put back what is still claimed, then give up the lock."""
-        for name in os.listdir(self.claims):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(self.claims / name, folder / name)
-        flush_folder(folder)  # before the claims folder goes
-        with contextlib.suppress(OSError):
-            self.claims.rmdir()
+        unclaim(folder, self.id, os.listdir(folder))
         with contextlib.suppress(FileNotFoundError):
             self.lock.unlink()
         os.close(self.fd)
@@ -292,48 +290,82 @@ def take_over(lock):
     return fd
 
 
-def recover(folder, temporaries=False):
-    """Put the messages claimed by dead processes back in `folder`; return how many.
-    With `temporaries`, also remove message files a dead process left half-written."""
+def unclaim(folder, owner, names):
+    """Put back the messages among the files `names` of `folder` that `owner` claimed;
+    return how many."""
     restored = 0
-    with contextlib.suppress(FileNotFoundError):
-        for claims in (folder / ".claimed").iterdir():
-            fd = take_over(folder / ".owners" / claims.name)
-            if fd is None:
-                continue
-            names = os.listdir(claims)
-            for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(claims / name, folder / name)
-                    restored += 1
-            if names:  # durable in the queue before the claims folder goes
-                flush_folder(folder)
-            with contextlib.suppress(OSError):
-                claims.rmdir()
+    for name in names:
+        claim = claimed_by(name)
+        if claim and claim[1] == owner:
             with contextlib.suppress(FileNotFoundError):
-                (folder / ".owners" / claims.name).unlink()
-            if fd >= 0:
-                os.close(fd)
-            if names:
-                logger.warning(
-                    "Restored %d message(s) claimed by process %s, which has died",
-                    len(names),
-                    claims.name.partition("-")[0],
-                )
-    with contextlib.suppress(FileNotFoundError):
-        for lock in (folder / ".owners").iterdir():
-            if not (folder / ".claimed" / lock.name).exists():
-                fd = take_over(lock)  # exited without cleaning up; nothing to restore
-                if fd is not None and fd >= 0:
-                    lock.unlink(missing_ok=True)
-                    os.close(fd)
+                os.rename(folder / name, folder / claim[0])
+                restored += 1
+    return restored
+
+
+def recover(folder, scan=False):
+    """Put the messages claimed by dead processes back in `folder`; return how many.
+
+    Each dead owner's lock file is taken over (locked) while its claims go back, so that
+    two processes never restore the same claims. With `scan` (when a process starts to
+    read the folder, as after a reboot), the claims of owners that left no lock file go
+    back too, and message files a dead process left half-written are removed.
+    """
+    names = os.listdir(folder) if scan else None
+    owners = {lock.name for lock in iter_folder(folder / ".owners") if lock.is_file()}
+    owners |= {claims.name for claims in iter_folder(folder / ".claimed")}
+    if scan:
+        owners |= {claim[1] for claim in map(claimed_by, names) if claim}
+    dead = {}  # owner -> its lock file, locked by us (-1 if it left none)
+    for owner in owners:
+        fd = take_over(folder / ".owners" / owner)
+        if fd is not None:
+            dead[owner] = fd
+    if dead and names is None:
+        names = os.listdir(folder)
+    restored = 0
+    for owner, fd in dead.items():
+        count = unclaim(folder, owner, names) + recover_earlier_claims(folder, owner)
+        if fd >= 0:
+            (folder / ".owners" / owner).unlink(missing_ok=True)
+            os.close(fd)
+        if count:
+            logger.warning(
+                "Restored %d message(s) claimed by process %s, which has died",
+                count,
+                owner.partition("-")[0],
+            )
+        restored += count
     now = time.time()
-    for name in os.listdir(folder) if temporaries else ():
+    for name in names if scan else ():
         if name.endswith(".tmp"):
             with contextlib.suppress(FileNotFoundError):
                 if now - os.stat(folder / name).st_mtime > STALE_TEMPORARY:
                     os.unlink(folder / name)
     return restored
+
+
+def recover_earlier_claims(folder, owner):
+    """The claims of a dead `owner` that earlier versions of this module moved into
+    .claimed/<owner>/: back to `folder`, flushed there before their folder goes."""
+    claims = folder / ".claimed" / owner
+    names = [claim.name for claim in iter_folder(claims)]
+    for name in names:
+        os.rename(claims / name, folder / name)
+    if names:
+        flush_folder(folder)
+    with contextlib.suppress(OSError):
+        claims.rmdir()
+        (folder / ".claimed").rmdir()  # once empty
+    return len(names)
+
+
+def iter_folder(folder):
+    """The entries of `folder`; none if it does not exist."""
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 class Watch:
@@ -377,14 +409,14 @@ class Watch:
         self.listed_at = time.monotonic()
 
     def read_events(self):
-        """Add the files inotify reported since the last call; True if there were any."""
-        seen = False
+        """Add the messages inotify reported since the last call; True if there were any
+        (claims, renamed in this folder too, are not)."""
+        added = False
         while True:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
-                return seen
-            seen = True
+                return added
             offset = 0
             while offset < len(data):
                 mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
@@ -393,11 +425,13 @@ class Watch:
                 offset += 16 + length
                 if mask & IN_Q_OVERFLOW:
                     self.list()
+                    added = True
                     continue
                 name = os.fsdecode(name)
                 heap = self.waiting.get(queue_of(name))
                 if heap is not None:
                     heapq.heappush(heap, name)
+                    added = True
 
     def waiting_for(self, queue):
         """The heap of message names waiting for `queue`, brought up to date."""
@@ -443,16 +477,9 @@ class Channel(filesystem.Channel):
         path = os.path.join(self.data_folder_out, name)
         # As on RabbitMQ, only persistent messages (tasks) are flushed to the disk: events
         # and replies to `celery inspect` are transient, and worth nothing after a reboot.
-        durable = payload["properties"].get("delivery_mode") != TRANSIENT_DELIVERY_MODE
+        durable = payload.get("properties", {}).get("delivery_mode") != TRANSIENT_DELIVERY_MODE
         try:
-            with open(f"{path}.tmp", "wb") as file:
-                file.write(dumps(payload).encode())
-                if durable:
-                    file.flush()
-                    flush(file.fileno(), data_only=True)
-            os.rename(f"{path}.tmp", path)
-            if durable:
-                flush_folder(self.data_folder_out)
+            write_file(path, dumps(payload).encode(), durable)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {path!r} to directory") from exc
 
@@ -461,7 +488,7 @@ class Channel(filesystem.Channel):
         waiting = self.connection.watch(folder).waiting_for(queue)
         while waiting:
             name = heapq.heappop(waiting)
-            claimed = self._claim(folder, name, queue)
+            claimed = owner_for(folder).claim(folder, name)
             if claimed is None:  # another process took it
                 continue
             payload = self._read(claimed)
@@ -473,18 +500,6 @@ class Channel(filesystem.Channel):
                 self._claims[payload["properties"]["delivery_tag"]] = claimed
             return payload
         raise Empty()
-
-    def _claim(self, folder, name, queue):
-        owner = owner_for(folder)
-        if queue not in self._no_ack_queues:
-            return owner.claim(folder, name)
-        # Delivered is done with: the message need not survive a power cut.
-        claimed = owner.claims / name
-        try:
-            os.rename(folder / name, claimed)
-        except FileNotFoundError:
-            return None
-        return claimed
 
     def _read(self, claimed):
         """The message in a claimed file; None if it is not one (the file is set aside)."""
@@ -510,11 +525,11 @@ class Channel(filesystem.Channel):
         return payload
 
     def _set_aside(self, claimed, exc):
-        bad = Path(self.data_folder_in) / ".bad"
-        bad.mkdir(exist_ok=True)
+        bad = Path(self.data_folder_in) / ".bad" / claimed_by(claimed.name)[0]
+        bad.parent.mkdir(exist_ok=True)
         with contextlib.suppress(OSError):
-            os.rename(claimed, bad / claimed.name)
-        logger.error("Set aside message file %s: %s", bad / claimed.name, exc)
+            os.rename(claimed, bad)
+        logger.error("Set aside message file %s: %s", bad, exc)
 
     def basic_consume(self, queue, no_ack, *args, **kwargs):
         if no_ack:
@@ -544,8 +559,8 @@ class Channel(filesystem.Channel):
 
     def _settle(self, delivery_tag):
         # Not flushed: an acknowledgement lost in a power cut leaves the message claimed,
-        # and it runs again. The task's result was stored before (durably on the default
-        # SQLite, see settings.py), and the next claim's flush makes the removal durable.
+        # and it runs again. The task's result was stored before, durably on the default
+        # SQLite (settings.py), and the next sender's flush makes the removal durable.
         claimed = self._claims.pop(delivery_tag, None)
         if claimed is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -555,9 +570,8 @@ class Channel(filesystem.Channel):
         """Put an unacknowledged message back where it was, first in line."""
         claimed = self._claims.pop(message.delivery_tag, None)
         if claimed is not None:
-            folder = Path(self.data_folder_in)
             with contextlib.suppress(FileNotFoundError):
-                owner_for(folder).unclaim(claimed, folder)
+                os.rename(claimed, claimed.with_name(claimed_by(claimed.name)[0]))
                 return
         super()._restore(message)
 
@@ -568,9 +582,10 @@ class Channel(filesystem.Channel):
         if not passive and (kwargs.get("auto_delete") or kwargs.get("exclusive")):
             owner_file = self._owner_file(ok.queue)
             if self.connection.queue_owner(owner_file) != "alive":
+                # On the disk before the queue's binding is: a binding that survived a
+                # power cut without its owner file would collect messages for ever.
                 lock = owner_for(Path(self.data_folder_in)).lock
-                owner_file.with_suffix(".tmp").write_text(str(lock))
-                owner_file.with_suffix(".tmp").rename(owner_file)
+                write_file(owner_file, str(lock).encode())
                 self.connection.forget_owner(owner_file)
         return ok
 
@@ -597,6 +612,31 @@ class Channel(filesystem.Channel):
 
     def _owner_file(self, queue):
         return self.control_folder / f"{queue}.owner"
+
+    # Exchange tables (control/<exchange>.exchange). kombu rewrites one in place, which a
+    # power cut can leave empty or cut short, and then every publish to the exchange fails
+    # to read it: here each version is written whole (write_file) and durably.
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda table: table if binding in table else [binding, *table])
+
+    def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
+        # kombu's virtual Channel purges the queue; kombu's filesystem one is skipped.
+        super(filesystem.Channel, self)._delete(queue, exchange, routing_key, pattern, *args)
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda table: [each for each in table if each != binding])
+
+    def _change_table(self, exchange, change):
+        """Replace an exchange's table with change(table), one process at a time."""
+        file = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        with open(self.control_folder / ".tables.lock", "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table = filesystem.Channel.get_table(self, exchange)
+            changed = change(table)
+            if changed != table:
+                write_file(file, dumps(changed).encode())
 
 
 _states = {}  # control folder -> the exchanges and bindings declared in this process
@@ -631,7 +671,7 @@ class Transport(filesystem.Transport):
     def watch(self, folder):
         if folder not in self._watches:
             self._watches[folder] = Watch(folder, self.inotify, self.polling_interval)
-            recover(folder, temporaries=True)
+            recover(folder, scan=True)
         return self._watches[folder]
 
     def queue_owner(self, owner_file):
