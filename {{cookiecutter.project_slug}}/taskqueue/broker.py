@@ -622,7 +622,8 @@ class Channel(filesystem.Channel):
         self._change_table(exchange, lambda table: table if binding in table else [binding, *table])
 
     def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
-        # kombu's virtual Channel purges the queue; kombu's filesystem one is skipped.
+        # What kombu's virtual Channel does (purge the queue), not what its filesystem
+        # Channel adds (rewrite the table in place).
         super(filesystem.Channel, self)._delete(queue, exchange, routing_key, pattern, *args)
         binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
         self._change_table(exchange, lambda table: [each for each in table if each != binding])
