@@ -17,9 +17,9 @@ that uses the mount, then unmounting it (`Mount.cut`); mounting DISK again is th
 
     python -m support.lazyfs MOUNTPOINT DISK    # serve DISK at MOUNTPOINT until unmounted
 
-On exit it prints one JSON document: how many files and folders the cut threw away, brought
-back or changed. It needs /dev/fuse, Debian's fuse3 and mfusepy (tests/requirements.txt), and
-root or a user allowed to mount.
+On exit it prints one JSON document: the paths the cut threw away ("lost"), brought back
+("back": removed, but not durably) and changed. It needs /dev/fuse, Debian's fuse3 and
+mfusepy (tests/requirements.txt), and root or a user allowed to mount.
 """
 
 import contextlib
@@ -339,8 +339,8 @@ class Mount:
 
     def close(self):
         """Unmount if still mounted (lazily, should a process still hold it), stop the process."""
-        if os.path.ismount(self.mountpoint):
-            subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], timeout=MOUNT_TIMEOUT)
+        # Also when its process died: ismount() cannot stat a mount left without one.
+        subprocess.run(["fusermount3", "-u", "-z", "-q", self.mountpoint], timeout=MOUNT_TIMEOUT)
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
