@@ -123,7 +123,7 @@ def test_warm_shutdown_with_a_backlog_loses_nothing(embedded):
     print(f"FIGURES warm shutdown with a backlog: {sent} sent, {outcome['done']} done, "
           f"{len(waiting)} waiting, {again} of them done already")  # fmt: skip
     assert set(outcome["unfinished"]) <= waiting, "tasks neither done nor waiting"
-    assert message_files(embedded, ".claimed/*/*") == []
+    assert message_files(embedded, "*.claim") == []
 
 
 def running(worker):

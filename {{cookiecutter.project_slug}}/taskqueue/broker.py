@@ -3,7 +3,7 @@
 This is kombu's filesystem transport (``filesystem://`` in CELERY_BROKER_URL)
 with what a worker needs to trust it:
 
-- A message is claimed by renaming its file into a folder of the process that
+- A message is claimed by renaming its file with the name of the process that
   took it, and deleted only when the task is acknowledged. Each such process
   holds a lock on a file of its own, which the kernel releases however the
   process ends (kill -9, OOM, power cut), so another process can tell a dead
@@ -16,6 +16,11 @@ with what a worker needs to trust it:
 - Each message file is written under a temporary name, then renamed, so no
   reader sees it half-written; a file that still cannot be read is moved to
   ``.bad/`` and logged, and the worker goes on.
+- A task message is on the disk before the call that sent it returns: its data
+  is flushed before the rename, the folder after it (one flush of the folder
+  serves every thread of the process that renamed a file before it began). A
+  claim renames the file in the same folder, which a power cut keeps whole or
+  not at all. After a power cut every task sent is waiting, claimed or done.
 - An auto-delete queue (``celery events``, Flower, ``celery inspect`` replies)
   names the process that declared it; once that process is gone, messages for
   it are no longer stored.
@@ -26,28 +31,30 @@ beside manage.py, or the URL's path
 locks and inotify are not reliable over NFS). Its layout:
 
     queue/<time>_<id>.<queue>.msg   messages waiting
-    queue/.claimed/<owner>/         messages a process took and has not acknowledged
+    queue/<message>.<owner>.claim   messages a process took and has not acknowledged
     queue/.owners/<owner>           that process's lock file
     queue/.bad/                     message files that could not be read
-    control/<exchange>.exchange     exchange bindings, as kombu keeps them
+    control/<exchange>.exchange     exchange bindings, in kombu's format
     control/<queue>.owner           the owner of an auto-delete queue
 """
 
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import heapq
 import logging
 import os
 import select
 import socket
 import sys
+import threading
 import time
 import uuid
-from fcntl import LOCK_EX, LOCK_NB, flock
 from pathlib import Path
 from queue import Empty
 
+from kombu.entity import TRANSIENT_DELIVERY_MODE
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.transport.virtual import BrokerState
@@ -59,6 +66,7 @@ FOLDER = Path(__file__).resolve().parent.parent / ".broker"
 RECOVERY_INTERVAL = 5  # seconds between looks for the claims of dead processes
 OWNER_CACHE = 1  # seconds a queue owner's liveness is trusted before looking again
 STALE_TEMPORARY = 600  # seconds after which a half-written message file is removed
+CLAIMED = ".claim"  # the suffix of a claimed message file: <name>.<owner>.claim
 # This machine: its name, and its kernel's boot id, which the containers of one host share.
 HOST = socket.gethostname()
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -66,6 +74,105 @@ BOOT = BOOT_ID.read_text().strip() if BOOT_ID.exists() else ""
 
 # inotify(7) constants.
 IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x8, 0x80, 0x4000
+
+
+def flush(fd, data_only=False):
+    """Make what was written through `fd` durable: a file's data, or a folder's entries."""
+    if hasattr(fcntl, "F_FULLFSYNC"):  # macOS: fsync reaches the drive, not its medium
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+    elif data_only:
+        os.fdatasync(fd)
+    else:
+        os.fsync(fd)
+
+
+class FolderFlush:
+    """The flushes of one folder's entries, shared by the threads of this process.
+
+    A flush makes durable every change to the folder made before it began. A thread
+    whose change is made needs a flush that begins after that: it starts one, or, if
+    one is running, waits for it to end and for the next (which one of the waiting
+    threads starts, for all of them).
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.changed = threading.Condition()
+        self.begun = self.ended = 0  # flushes, numbered
+        self.running = False
+
+    def __call__(self):
+        with self.changed:
+            needed = self.begun + 1
+            while self.running and self.ended < needed:
+                self.changed.wait()
+            if self.ended >= needed:
+                return
+            self.running = True
+            self.begun += 1
+            number = self.begun
+        done = False
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                flush(fd)
+            finally:
+                os.close(fd)
+            done = True
+        finally:
+            with self.changed:
+                self.running = False
+                if done:
+                    self.ended = number
+                self.changed.notify_all()
+
+
+_flushes = {}  # folder -> its FolderFlush
+_flushes_lock = threading.Lock()
+
+
+def flush_folder(folder):
+    """Make the changes already made to `folder`'s entries durable."""
+    folder = str(folder)
+    with _flushes_lock:
+        folder_flush = _flushes.setdefault(folder, FolderFlush(folder))
+    folder_flush()
+
+
+def forget_flushes():
+    """In a forked child: a thread of the parent may have held these locks."""
+    global _flushes_lock
+    _flushes.clear()
+    _flushes_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_flushes)
+
+
+def write_file(path, data, durable=True):
+    """Write `path` whole: under a temporary name, renamed over it once written, so that no
+    reader sees half of it. With `durable`, its data is flushed before the rename, and the
+    rename after it."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "wb") as file:
+        file.write(data)
+        if durable:
+            file.flush()
+            flush(file.fileno(), data_only=True)
+    os.rename(temporary, path)
+    if durable:
+        flush_folder(os.path.dirname(path))
+
+
+def make_folder(folder):
+    """Create `folder` and its missing parents, each durably: a message flushed into a
+    folder whose own name was lost in a power cut would be lost with it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        make_folder(folder.parent)
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        flush_folder(folder.parent)
 
 
 def folder_of(client):
@@ -80,33 +187,54 @@ def queue_of(name):
     return rest[:-4] if rest.endswith(".msg") and not name.startswith(".") else None
 
 
+def claimed_by(name):
+    """The message name and owner of a claimed file's name ("123_ab.celery.msg.7-c4f.claim"
+    -> ("123_ab.celery.msg", "7-c4f")), or None."""
+    if not name.endswith(CLAIMED):
+        return None
+    message, _, owner = name.removesuffix(CLAIMED).rpartition(".")
+    return message, owner
+
+
 class Owner:
     """This process, as the holder of the messages it claimed from one queue folder.
 
+    A claimed message stays in the queue folder, renamed to <name>.<owner>.claim.
+    That is one change to one folder's entries, which a power cut keeps whole or
+    not at all, so a claim needs no flush: the message is found claimed (and goes
+    back to the queue) or still waiting. (A rename into another folder would be two
+    changes, and a sender's flush of the queue folder could make the message's
+    departure durable before its arrival.)
+
     Its lock file is locked before it appears under its final name, and stays
     locked while the process lives. A process forked from this one does not
-    inherit the role (see forget_owners).
+    inherit the role (see forget_owners). The lock file need not survive a power
+    cut either: claims whose owner left no lock file are a dead owner's.
     """
 
     def __init__(self, folder):
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.lock = folder / ".owners" / self.id
-        self.claims = folder / ".claimed" / self.id
         self.lock.parent.mkdir(exist_ok=True)
         temporary = self.lock.with_name(f".{self.id}")
         self.fd = os.open(temporary, os.O_RDWR | os.O_CREAT, 0o600)
-        flock(self.fd, LOCK_EX)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
         os.write(self.fd, f"{HOST}\n{BOOT}".encode())
         os.rename(temporary, self.lock)
-        self.claims.mkdir(parents=True)
+
+    def claim(self, folder, name):
+        """Claim message file `name`; its claimed path, or None if another process took
+        it first (of several that saw the file, one renames it)."""
+        claimed = folder / f"{name}.{self.id}{CLAIMED}"
+        try:
+            os.rename(folder / name, claimed)
+        except FileNotFoundError:
+            return None
+        return claimed
 
     def release(self, folder):
         """At exit: put back what is still claimed, then give up the lock."""
-        for name in os.listdir(self.claims):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(self.claims / name, folder / name)
-        with contextlib.suppress(OSError):
-            self.claims.rmdir()
+        unclaim(folder, self.id, os.listdir(folder))
         with contextlib.suppress(FileNotFoundError):
             self.lock.unlink()
         os.close(self.fd)
@@ -155,53 +283,89 @@ def take_over(lock):
         host, _, boot = os.pread(fd, 255, 0).decode(errors="replace").partition("\n")
         if host and host != HOST and boot != BOOT:
             raise BlockingIOError
-        flock(fd, LOCK_EX | LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
     return fd
 
 
-def recover(folder, temporaries=False):
-    """Put the messages claimed by dead processes back in `folder`; return how many.
-    With `temporaries`, also remove message files a dead process left half-written."""
+def unclaim(folder, owner, names):
+    """Put back the messages among the files `names` of `folder` that `owner` claimed;
+    return how many."""
     restored = 0
-    with contextlib.suppress(FileNotFoundError):
-        for claims in (folder / ".claimed").iterdir():
-            fd = take_over(folder / ".owners" / claims.name)
-            if fd is None:
-                continue
-            names = os.listdir(claims)
-            for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(claims / name, folder / name)
-                    restored += 1
-            with contextlib.suppress(OSError):
-                claims.rmdir()
+    for name in names:
+        claim = claimed_by(name)
+        if claim and claim[1] == owner:
             with contextlib.suppress(FileNotFoundError):
-                (folder / ".owners" / claims.name).unlink()
-            if fd >= 0:
-                os.close(fd)
-            if names:
-                logger.warning(
-                    "Restored %d message(s) claimed by process %s, which has died",
-                    len(names),
-                    claims.name.partition("-")[0],
-                )
-    with contextlib.suppress(FileNotFoundError):
-        for lock in (folder / ".owners").iterdir():
-            if not (folder / ".claimed" / lock.name).exists():
-                fd = take_over(lock)  # exited without cleaning up; nothing to restore
-                if fd is not None and fd >= 0:
-                    lock.unlink(missing_ok=True)
-                    os.close(fd)
+                os.rename(folder / name, folder / claim[0])
+                restored += 1
+    return restored
+
+
+def recover(folder, scan=False):
+    """Put the messages claimed by dead processes back in `folder`; return how many.
+
+    Each dead owner's lock file is taken over (locked) while its claims go back, so that
+    two processes never restore the same claims. With `scan` (when a process starts to
+    read the folder, as after a reboot), the claims of owners that left no lock file go
+    back too, and message files a dead process left half-written are removed.
+    """
+    names = os.listdir(folder) if scan else None
+    owners = {lock.name for lock in iter_folder(folder / ".owners") if lock.is_file()}
+    owners |= {claims.name for claims in iter_folder(folder / ".claimed")}
+    if scan:
+        owners |= {claim[1] for claim in map(claimed_by, names) if claim}
+    dead = {}  # owner -> its lock file, locked by us (-1 if it left none)
+    for owner in owners:
+        fd = take_over(folder / ".owners" / owner)
+        if fd is not None:
+            dead[owner] = fd
+    if dead and names is None:
+        names = os.listdir(folder)
+    restored = 0
+    for owner, fd in dead.items():
+        count = unclaim(folder, owner, names) + recover_earlier_claims(folder, owner)
+        if fd >= 0:
+            (folder / ".owners" / owner).unlink(missing_ok=True)
+            os.close(fd)
+        if count:
+            logger.warning(
+                "Restored %d message(s) claimed by process %s, which has died",
+                count,
+                owner.partition("-")[0],
+            )
+        restored += count
     now = time.time()
-    for name in os.listdir(folder) if temporaries else ():
+    for name in names if scan else ():
         if name.endswith(".tmp"):
             with contextlib.suppress(FileNotFoundError):
                 if now - os.stat(folder / name).st_mtime > STALE_TEMPORARY:
                     os.unlink(folder / name)
     return restored
+
+
+def recover_earlier_claims(folder, owner):
+    """The claims of a dead `owner` that earlier versions of this module moved into
+    .claimed/<owner>/: back to `folder`, flushed there before their folder goes."""
+    claims = folder / ".claimed" / owner
+    names = [claim.name for claim in iter_folder(claims)]
+    for name in names:
+        os.rename(claims / name, folder / name)
+    if names:
+        flush_folder(folder)
+    with contextlib.suppress(OSError):
+        claims.rmdir()
+        (folder / ".claimed").rmdir()  # once empty
+    return len(names)
+
+
+def iter_folder(folder):
+    """The entries of `folder`; none if it does not exist."""
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 class Watch:
@@ -245,14 +409,14 @@ class Watch:
         self.listed_at = time.monotonic()
 
     def read_events(self):
-        """Add the files inotify reported since the last call; True if there were any."""
-        seen = False
+        """Add the messages inotify reported since the last call; True if there were any
+        (claims, renamed in this folder too, are not)."""
+        added = False
         while True:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
-                return seen
-            seen = True
+                return added
             offset = 0
             while offset < len(data):
                 mask = int.from_bytes(data[offset + 4 : offset + 8], sys.byteorder)
@@ -261,11 +425,13 @@ class Watch:
                 offset += 16 + length
                 if mask & IN_Q_OVERFLOW:
                     self.list()
+                    added = True
                     continue
                 name = os.fsdecode(name)
                 heap = self.waiting.get(queue_of(name))
                 if heap is not None:
                     heapq.heappush(heap, name)
+                    added = True
 
     def waiting_for(self, queue):
         """The heap of message names waiting for `queue`, brought up to date."""
@@ -287,7 +453,7 @@ class Channel(filesystem.Channel):
         self._claims = {}  # delivery tag -> the claimed message file
         self._no_ack_queues = set()
         for folder in (self.data_folder_in, self.data_folder_out, self.control_folder):
-            os.makedirs(folder, exist_ok=True)
+            make_folder(folder)
 
     @property
     def data_folder_in(self):
@@ -309,10 +475,11 @@ class Channel(filesystem.Channel):
         # zero-padded so that names sort by time, also after a reboot.
         name = f"{time.time_ns() // 1000:017d}_{uuid.uuid4().hex}.{queue}.msg"
         path = os.path.join(self.data_folder_out, name)
+        # As on RabbitMQ, only persistent messages (tasks) are flushed to the disk: events
+        # and replies to `celery inspect` are transient, and worth nothing after a reboot.
+        durable = payload.get("properties", {}).get("delivery_mode") != TRANSIENT_DELIVERY_MODE
         try:
-            with open(f"{path}.tmp", "wb") as file:
-                file.write(dumps(payload).encode())
-            os.rename(f"{path}.tmp", path)
+            write_file(path, dumps(payload).encode(), durable)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {path!r} to directory") from exc
 
@@ -321,12 +488,8 @@ class Channel(filesystem.Channel):
         waiting = self.connection.watch(folder).waiting_for(queue)
         while waiting:
             name = heapq.heappop(waiting)
-            claimed = owner_for(folder).claims / name
-            try:
-                # Of several processes that saw the file, one renames it; the others
-                # find it gone.
-                os.rename(folder / name, claimed)
-            except FileNotFoundError:
+            claimed = owner_for(folder).claim(folder, name)
+            if claimed is None:  # another process took it
                 continue
             payload = self._read(claimed)
             if payload is None:
@@ -362,11 +525,11 @@ class Channel(filesystem.Channel):
         return payload
 
     def _set_aside(self, claimed, exc):
-        bad = Path(self.data_folder_in) / ".bad"
-        bad.mkdir(exist_ok=True)
+        bad = Path(self.data_folder_in) / ".bad" / claimed_by(claimed.name)[0]
+        bad.parent.mkdir(exist_ok=True)
         with contextlib.suppress(OSError):
-            os.rename(claimed, bad / claimed.name)
-        logger.error("Set aside message file %s: %s", bad / claimed.name, exc)
+            os.rename(claimed, bad)
+        logger.error("Set aside message file %s: %s", bad, exc)
 
     def basic_consume(self, queue, no_ack, *args, **kwargs):
         if no_ack:
@@ -395,6 +558,9 @@ class Channel(filesystem.Channel):
         self.connection.on_settled()
 
     def _settle(self, delivery_tag):
+        # Not flushed: an acknowledgement lost in a power cut leaves the message claimed,
+        # and it runs again. The task's result was stored before, durably on the default
+        # SQLite (settings.py), and the next sender's flush makes the removal durable.
         claimed = self._claims.pop(delivery_tag, None)
         if claimed is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -405,7 +571,7 @@ class Channel(filesystem.Channel):
         claimed = self._claims.pop(message.delivery_tag, None)
         if claimed is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.rename(claimed, Path(self.data_folder_in) / claimed.name)
+                os.rename(claimed, claimed.with_name(claimed_by(claimed.name)[0]))
                 return
         super()._restore(message)
 
@@ -416,9 +582,10 @@ class Channel(filesystem.Channel):
         if not passive and (kwargs.get("auto_delete") or kwargs.get("exclusive")):
             owner_file = self._owner_file(ok.queue)
             if self.connection.queue_owner(owner_file) != "alive":
+                # On the disk before the queue's binding is: a binding that survived a
+                # power cut without its owner file would collect messages for ever.
                 lock = owner_for(Path(self.data_folder_in)).lock
-                owner_file.with_suffix(".tmp").write_text(str(lock))
-                owner_file.with_suffix(".tmp").rename(owner_file)
+                write_file(owner_file, str(lock).encode())
                 self.connection.forget_owner(owner_file)
         return ok
 
@@ -445,6 +612,32 @@ class Channel(filesystem.Channel):
 
     def _owner_file(self, queue):
         return self.control_folder / f"{queue}.owner"
+
+    # Exchange tables (control/<exchange>.exchange). kombu rewrites one in place, which a
+    # power cut can leave empty or cut short, and then every publish to the exchange fails
+    # to read it: here each version is written whole (write_file) and durably.
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda table: table if binding in table else [binding, *table])
+
+    def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
+        # What kombu's virtual Channel does (purge the queue), not what its filesystem
+        # Channel adds (rewrite the table in place).
+        super(filesystem.Channel, self)._delete(queue, exchange, routing_key, pattern, *args)
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda table: [each for each in table if each != binding])
+
+    def _change_table(self, exchange, change):
+        """Replace an exchange's table with change(table), one process at a time."""
+        file = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        with open(self.control_folder / ".tables.lock", "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table = filesystem.Channel.get_table(self, exchange)
+            changed = change(table)
+            if changed != table:
+                write_file(file, dumps(changed).encode())
 
 
 _states = {}  # control folder -> the exchanges and bindings declared in this process
@@ -479,7 +672,7 @@ class Transport(filesystem.Transport):
     def watch(self, folder):
         if folder not in self._watches:
             self._watches[folder] = Watch(folder, self.inotify, self.polling_interval)
-            recover(folder, temporaries=True)
+            recover(folder, scan=True)
         return self._watches[folder]
 
     def queue_owner(self, owner_file):
@@ -525,7 +718,7 @@ class Transport(filesystem.Transport):
         self._loop = loop
         options = self.client.transport_options
         folder = Path(options.get("data_folder_in", folder_of(self.client) / "queue"))
-        os.makedirs(folder, exist_ok=True)
+        make_folder(folder)
         watch = self.watch(folder)
         if watch.fd is not None:
             loop.add_reader(watch.fd, self._on_readable, watch)

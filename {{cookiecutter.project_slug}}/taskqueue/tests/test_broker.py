@@ -79,16 +79,31 @@ def test_filesystem_url_is_the_projects_transport(tmp_path):
     [(f"another-host\n{BOOT}", True), (f"{HOST}\nanother-boot", True), ("elsewhere\nx", False)],
     ids=["container-on-this-host", "before-a-reboot", "another-machine"],
 )
-def test_claims_of_another_machine_are_left_alone(tmp_path, machine, restored):
+@pytest.mark.parametrize("claimed", ["1-abc.claim", ".claimed/1-abc/"], ids=["now", "earlier"])
+def test_claims_of_another_machine_are_left_alone(tmp_path, machine, restored, claimed):
     """An unlocked owner file is a dead owner, unless it names another machine (another name
-    and another kernel), whose locks this one cannot see."""
+    and another kernel), whose locks this one cannot see. Claims are files renamed
+    <message>.<owner>.claim, or, by earlier versions, moved into .claimed/<owner>/."""
     folder = tmp_path / "queue"
     (folder / ".owners").mkdir(parents=True)
     (folder / ".owners" / "1-abc").write_text(machine)
-    (folder / ".claimed" / "1-abc").mkdir(parents=True)
-    (folder / ".claimed" / "1-abc" / "00000000000000001_x.jobs.msg").write_text("{}")
+    name = "00000000000000001_x.jobs.msg"
+    path = folder / (f"{claimed}{name}" if claimed.endswith("/") else f"{name}.{claimed}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}")
     assert recover(folder) == int(restored)
-    assert (folder / "00000000000000001_x.jobs.msg").exists() == restored
+    assert (folder / name).exists() == restored
+
+
+def test_claims_whose_owner_left_no_lock_file_go_back_at_start(tmp_path):
+    """After a power cut the claims can be on the disk without their owner's lock file: the
+    scan of a process that starts to read the folder puts them back."""
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    (folder / "00000000000000001_x.jobs.msg.1-abc.claim").write_text("{}")
+    assert recover(folder) == 0
+    assert recover(folder, scan=True) == 1
+    assert os.listdir(folder) == ["00000000000000001_x.jobs.msg"]
 
 
 def test_messages_claimed_by_a_killed_process_go_back_to_the_queue(tmp_path):
@@ -102,7 +117,7 @@ def test_messages_claimed_by_a_killed_process_go_back_to_the_queue(tmp_path):
         message = conn.SimpleQueue("jobs").get(timeout=5)
         assert message.payload == {"n": 1}
         message.ack()
-    assert list((tmp_path / "queue" / ".claimed").rglob("*.msg")) == []
+    assert list((tmp_path / "queue").glob("*.claim")) == []
 
 
 def test_an_acknowledged_message_is_gone_and_a_rejected_one_comes_back(tmp_path):
