@@ -14,6 +14,7 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 OPTIONAL = {
     ("include_demoapp", "y"): ["demoapp", "docs/dashboard.png"],
     ("use_flower", "y"): ["flowerconfig.py"],
+    ("use_json_logs", "y"): ["taskqueue/logs.py", "taskqueue/tests/test_logs.py"],
     ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",
         "taskqueue/admin.py",

@@ -33,6 +33,7 @@ TAKEN = {
     "psycopg",
     "pytest",
     "pytest_django",
+    "pythonjsonlogger",
     "redis",
     "ruff",
     "support",

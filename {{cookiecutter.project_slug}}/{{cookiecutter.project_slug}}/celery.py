@@ -3,6 +3,9 @@ import os
 from celery import Celery
 
 from taskqueue.celery import RetryOnLostDatabaseTask, set_up_django
+{%- if cookiecutter.use_json_logs == "y" %}
+from taskqueue.logs import connect_signals as log_as_json
+{%- endif %}
 
 # Set the default Django settings module for the 'celery' program.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.project_slug }}.settings")
@@ -17,6 +20,11 @@ app.on_after_configure.connect(set_up_django)
 
 # Load tasks.py from every installed Django app.
 app.autodiscover_tasks()
+{%- if cookiecutter.use_json_logs == "y" %}
+
+# Workers and beat log JSON lines too, each naming its task and the request that sent it.
+log_as_json()
+{%- endif %}
 
 
 @app.task(bind=True, ignore_result=True)

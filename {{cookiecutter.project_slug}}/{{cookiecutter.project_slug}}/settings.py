@@ -59,6 +59,10 @@ if django.VERSION < (6, 0):
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+{%- if cookiecutter.use_json_logs == "y" %}
+    # First, so that every log line of a request names it.
+    "taskqueue.logs.RequestIdMiddleware",
+{%- endif %}
     # Serves STATIC_ROOT, right after the security headers are set.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -185,6 +189,35 @@ STORAGES = {
 }
 # Set from .env's DEBUG: the tests turn DEBUG off, but collect nothing either.
 WHITENOISE_AUTOREFRESH = DEBUG
+{%- if cookiecutter.use_json_logs == "y" %}
+
+
+# Logging: one JSON object a line on stderr, from every process, naming the
+# request or task that wrote it (taskqueue/logs.py).
+# https://docs.djangoproject.com/en/5.2/topics/logging/
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "taskqueue.logs.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "{asctime}{levelname}{name}{message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "json": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": "json"},
+    },
+    "root": {"handlers": ["json"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own loggers go through the root's handler instead of their plain-text ones.
+    "loggers": {
+        "django": {"handlers": []},
+        "django.server": {"handlers": [], "propagate": True},
+    },
+}
+{%- endif %}
 
 # Default primary key field type
 # https://docs.djangoproject.com/en/5.2/ref/settings/#default-auto-field
