@@ -36,6 +36,7 @@ TAKEN = {
     "pythonjsonlogger",
     "redis",
     "ruff",
+    "sentry_sdk",
     "support",
     "taskqueue",
     "test",

@@ -33,6 +33,7 @@ def project_python(tmp_path_factory):
             "database": "postgresql",
             "use_flower": "y",
             "use_json_logs": "y",
+            "use_sentry": "y",
         },
     )
     pyproject = Path(reference) / "pyproject.toml"

@@ -5,6 +5,7 @@ import json
 import secrets
 
 from support.procfile import get, post, wait_until
+from support.receivers import SentryReceiver
 from support.servers import free_port
 
 # Django takes an unmasked CSRF secret (32 characters) in the cookie and the form alike.
@@ -67,3 +68,41 @@ def test_json_logs_name_the_task_and_the_request_that_sent_it(bake):
     assert status == 200
     web = project.processes[1]
     wait_until(lambda: any("/health/" in each["message"] for each in json_lines(web)), "a line")
+
+
+def add_failing_view(project):
+    """A view at /fail/ that raises, added to the project's URLs."""
+    with (project.path / project.slug / "urls.py").open("a") as urls:
+        urls.write(
+            "\n\ndef fail(request):\n    raise RuntimeError('a view failed')\n\n\n"
+            "urlpatterns.append(path('fail/', fail))\n"
+        )
+
+
+def exception_of(event):
+    """(type, message) of the exception an event reports."""
+    [exception] = event["exception"]["values"]
+    return exception["type"], exception["value"]
+
+
+def test_sentry_receives_the_errors_of_a_task_and_of_a_view(bake):
+    project = bake(use_sentry="y")
+    add_failing_view(project)
+    with SentryReceiver() as sentry:
+        project.env["SENTRY_DSN"] = sentry.dsn
+        url = start_site(project)
+
+        assert get(f"{url}/fail/")[0] == 500
+        task_id = project.celery("call", "demoapp.tasks.add", "--args", '["two", 3]').strip()
+
+        def event(transaction):
+            return lambda item: item["type"] == "event" and item["transaction"] == transaction
+
+        view = sentry.wait_for(event("/fail/"), "event of the view")
+        task = sentry.wait_for(event("demoapp.tasks.add"), "event of the task")
+    assert exception_of(view) == ("RuntimeError", "a view failed")
+    assert view["request"]["url"] == f"{url}/fail/"
+    assert exception_of(task)[0] == "TypeError"
+    assert task["extra"]["celery-job"]["task_name"] == "demoapp.tasks.add"
+    assert task["tags"]["celery_task_id"] == task_id
+    assert task["extra"]["celery-job"]["args"] == "[Filtered]"  # no arguments leave the site

@@ -218,6 +218,29 @@ LOGGING = {
     },
 }
 {%- endif %}
+{%- if cookiecutter.use_sentry == "y" %}
+
+
+# Errors: each unhandled exception of a request or a task is reported to Sentry
+# when SENTRY_DSN is set, and nothing is sent when it is not. The SDK reads
+# SENTRY_ENVIRONMENT and SENTRY_RELEASE itself.
+# https://docs.sentry.io/platforms/python/integrations/django/
+
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        # No user data (IP addresses, cookies, user names) leaves the site.
+        send_default_pii=False,
+        # The share of requests and tasks also sent as performance traces.
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+{%- endif %}
 
 # Default primary key field type
 # https://docs.djangoproject.com/en/5.2/ref/settings/#default-auto-field
