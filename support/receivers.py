@@ -6,6 +6,9 @@ service does and keeps what it was sent.
         project.env["SENTRY_DSN"] = sentry.dsn
         ...
         sentry.wait_for(lambda item: item["type"] == "event")
+
+    with OtlpReceiver() as otlp:
+        project.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.endpoint
 """
 
 import gzip
@@ -14,6 +17,12 @@ import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 DEADLINE = 60  # seconds to wait for what a test expects to arrive
 
@@ -112,3 +121,44 @@ class SentryReceiver(Receiver):
                 payload, _, rest = rest.partition(b"\n")
             items.append({"type": header["type"], **json.loads(payload)})
         return items
+
+
+class OtlpReceiver(Receiver):
+    """An OpenTelemetry collector's OTLP/HTTP traces endpoint (protobuf): each item a span,
+    {"name", "kind", "trace_id", "span_id", "parent_id", "attributes", "pid"}, "pid" the
+    process.pid of its resource."""
+
+    path = "/v1/traces"
+    answer_type = "application/x-protobuf"
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def answer(self):
+        return ExportTraceServiceResponse().SerializeToString()
+
+    def parse(self, body):
+        spans = []
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            resource = attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                spans.extend(
+                    {
+                        "name": span.name,
+                        "kind": Span.SpanKind.Name(span.kind),
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_id": span.parent_span_id.hex(),
+                        "attributes": attributes(span.attributes),
+                        "pid": resource.get("process.pid"),
+                    }
+                    for span in scope_spans.spans
+                )
+        return spans
+
+
+def attributes(pairs):
+    """OTLP key-values as a dict of plain values."""
+    return {pair.key: getattr(pair.value, pair.value.WhichOneof("value")) for pair in pairs}

@@ -34,6 +34,8 @@ def project_python(tmp_path_factory):
             "use_flower": "y",
             "use_json_logs": "y",
             "use_sentry": "y",
+            "use_prometheus": "y",
+            "use_opentelemetry": "y",
         },
     )
     pyproject = Path(reference) / "pyproject.toml"

@@ -5,8 +5,8 @@ import json
 import secrets
 
 from support.procfile import get, post, wait_until
-from support.receivers import SentryReceiver
-from support.servers import free_port
+from support.receivers import OtlpReceiver, SentryReceiver
+from support.servers import free_port, prometheus
 
 # Django takes an unmasked CSRF secret (32 characters) in the cookie and the form alike.
 CSRF = secrets.token_hex(16)
@@ -106,3 +106,97 @@ def test_sentry_receives_the_errors_of_a_task_and_of_a_view(bake):
     assert task["extra"]["celery-job"]["task_name"] == "demoapp.tasks.add"
     assert task["tags"]["celery_task_id"] == task_id
     assert task["extra"]["celery-job"]["args"] == "[Filtered]"  # no arguments leave the site
+
+
+def send_tasks(project, code):
+    """Send tasks from `manage.py shell`: `code` after `from demoapp.tasks import add`."""
+    project.manage("shell", "-c", f"from demoapp.tasks import add\n{code}")
+
+
+def test_prometheus_scrapes_task_counts_and_queue_lengths(bake, tmp_path):
+    project = bake(use_prometheus="y")
+    project.env["METRICS_TOKEN"] = token = secrets.token_urlsafe()
+    project.manage("migrate", "--no-input")
+    web_port, worker_port = free_port(), free_port()
+    project.start_web(web_port)
+    jobs = [
+        {
+            "job_name": "web",
+            "metrics_path": "/metrics/",
+            "authorization": {"credentials": token},
+            "static_configs": [{"targets": [f"127.0.0.1:{web_port}"]}],
+        },
+        {"job_name": "worker", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]},
+    ]
+    server = prometheus(tmp_path / "prometheus", jobs)
+
+    def wait_for(expression, expected):
+        def found():
+            result = server.query(expression)
+            return result and float(result[0]["value"][1]) == expected
+
+        wait_until(found, f"{expression} == {expected}")
+
+    try:
+        wait_for('up{job="worker"}', 0)
+        send_tasks(project, "for i in range(8): add.delay(i if i < 6 else 'x', i)")  # 2 fail
+        wait_for('celery_queue_length{queue="celery"}', 8)  # no worker runs
+        wait_for('celery_queue_length{queue="long"}', 0)
+
+        project.start_worker("worker", "--metrics-port", worker_port)
+        wait_for('up{job="worker"}', 1)
+        wait_for('celery_queue_length{queue="celery"}', 0)
+        task = 'task="demoapp.tasks.add"'
+        wait_for(f'celery_tasks_total{{{task}, state="SUCCESS"}}', 6)
+        wait_for(f'celery_tasks_total{{{task}, state="FAILURE"}}', 2)
+        wait_for(f"celery_tasks_received_total{{{task}}}", 8)
+        wait_for(f"celery_task_runtime_seconds_count{{{task}}}", 8)
+        wait_for(f"celery_task_wait_seconds_count{{{task}}}", 8)
+        # Each waited at least from its sending to the worker's start.
+        wait_for(f'celery_task_wait_seconds_bucket{{{task}, le="0.01"}}', 0)
+    finally:
+        server.stop()
+
+
+def sent(task_id):
+    """Whether a span is the sending of that task."""
+    return lambda span: (
+        span["kind"] == "SPAN_KIND_PRODUCER"
+        and span["attributes"].get("messaging.message.id") == task_id
+    )
+
+
+def run_of(publish):
+    """Whether a span is the run of the task whose sending is `publish`."""
+    return lambda span: (
+        span["kind"] == "SPAN_KIND_CONSUMER" and span["parent_id"] == publish["span_id"]
+    )
+
+
+def test_a_request_and_the_task_it_sends_form_one_trace(bake):
+    project = bake(use_opentelemetry="y")
+    with OtlpReceiver() as otlp:
+        project.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.endpoint
+        project.manage("migrate", "--no-input")
+        # One pool process, replaced after each task.
+        worker = project.start_worker("worker", "--concurrency=1", "--max-tasks-per-child=1")
+        port = free_port()
+        web = project.start_web(port)
+        url = f"http://127.0.0.1:{port}"
+        session = staff_session(project, url)
+
+        runs = []
+        for x in range(3):
+            _, task_id = start_task(url, session, "add", x=x, y=1)
+            publish = otlp.wait_for(sent(task_id), "publish span")
+            run = otlp.wait_for(run_of(publish), "run span")
+            request = otlp.wait_for(lambda span: span["span_id"] == publish["parent_id"])  # noqa: B023
+            assert request["kind"] == "SPAN_KIND_SERVER"
+            assert request["name"] == "POST tasks/start/"
+            assert run["name"] == "run/demoapp.tasks.add"
+            assert request["trace_id"] == publish["trace_id"] == run["trace_id"]
+            assert request["pid"] == publish["pid"] == web.pid
+            assert run["pid"] != worker.pid  # a pool process
+            runs.append(run)
+    # Each run was its pool process's last, and its span arrived all the same.
+    assert len({run["pid"] for run in runs}) == 3

@@ -9,7 +9,7 @@ the broker in a header of the task's message.
   sent in ``X-Request-ID`` (Heroku, nginx's ``$request_id``) or a new one, and
   sends it back in the response's ``X-Request-ID``;
 - ContextFilter, on the handler, adds the ids to each record;
-- connect_signals() makes the worker and beat log the same way, and carries
+- log_as_json() makes the worker and beat log the same way, and carries
   the id from the sender to its tasks.
 """
 
@@ -80,7 +80,8 @@ def forget_request_id(task=None, **kwargs):
         request_id.set(None)
 
 
-def connect_signals():
+def log_as_json():
+    """Log as settings.LOGGING says in workers and beat; pass the request id to tasks."""
     setup_logging.connect(use_django_logging)
     before_task_publish.connect(send_request_id)
     task_prerun.connect(receive_request_id)

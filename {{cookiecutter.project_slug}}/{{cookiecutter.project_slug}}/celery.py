@@ -4,7 +4,13 @@ from celery import Celery
 
 from taskqueue.celery import RetryOnLostDatabaseTask, set_up_django
 {%- if cookiecutter.use_json_logs == "y" %}
-from taskqueue.logs import connect_signals as log_as_json
+from taskqueue.logs import log_as_json
+{%- endif %}
+{%- if cookiecutter.use_prometheus == "y" %}
+from taskqueue.metrics import measure_tasks
+{%- endif %}
+{%- if cookiecutter.use_opentelemetry == "y" %}
+from taskqueue.tracing import trace_tasks
 {%- endif %}
 
 # Set the default Django settings module for the 'celery' program.
@@ -24,6 +30,16 @@ app.autodiscover_tasks()
 
 # Workers and beat log JSON lines too, each naming its task and the request that sent it.
 log_as_json()
+{%- endif %}
+{%- if cookiecutter.use_prometheus == "y" %}
+
+# Workers count their tasks for Prometheus, served with --metrics-port.
+measure_tasks(app)
+{%- endif %}
+{%- if cookiecutter.use_opentelemetry == "y" %}
+
+# Each pool process, and beat, traces its tasks (taskqueue/tracing.py).
+trace_tasks()
 {%- endif %}
 
 

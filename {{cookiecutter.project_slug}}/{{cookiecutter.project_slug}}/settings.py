@@ -241,6 +241,20 @@ if SENTRY_DSN:
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
 {%- endif %}
+{%- if cookiecutter.use_prometheus == "y" %}
+
+
+# Metrics for Prometheus: /metrics/ answers the bearer of this token (none: it
+# answers no one); each worker serves its own with --metrics-port (taskqueue/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+{%- endif %}
+{%- if cookiecutter.use_opentelemetry == "y" %}
+
+
+# Traces: OpenTelemetry spans of requests and tasks go over OTLP/HTTP to this
+# collector when set, e.g. http://127.0.0.1:4318 (taskqueue/tracing.py).
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+{%- endif %}
 
 # Default primary key field type
 # https://docs.djangoproject.com/en/5.2/ref/settings/#default-auto-field
