@@ -28,9 +28,11 @@ DEADLINE = 60  # seconds to wait for what a test expects to arrive
 
 
 class Receiver:
-    """An HTTP server that keeps the bodies POSTed to `path`, as `parse` reads them."""
+    """An HTTP server that keeps what is POSTed to `path`, as `parse` reads it, and answers
+    each POST 200 with `answer`."""
 
     path = "/"
+    answer, answer_type = b"{}", "application/json"
 
     def __init__(self):
         self.received = []
@@ -58,8 +60,6 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    answer, answer_type = b"{}", "application/json"
 
     def parse(self, body):
         """What a body holds, as a list of items."""

@@ -180,6 +180,9 @@ def test_a_request_and_the_task_it_sends_form_one_trace(bake):
         project.manage("migrate", "--no-input")
         # One pool process, replaced after each task.
         worker = project.start_worker("worker", "--concurrency=1", "--max-tasks-per-child=1")
+        # The web process sends its spans every 0.1 s rather than every 5 (the worker keeps
+        # the SDK's default: its pool processes exit long before).
+        project.env["OTEL_BSP_SCHEDULE_DELAY"] = "100"
         port = free_port()
         web = project.start_web(port)
         url = f"http://127.0.0.1:{port}"
