@@ -4,6 +4,8 @@ requests, read through what receives their logs."""
 import json
 import secrets
 
+import pytest
+
 from support.procfile import get, post, wait_until
 from support.receivers import OtlpReceiver, SentryReceiver
 from support.servers import free_port, prometheus
@@ -113,8 +115,16 @@ def send_tasks(project, code):
     project.manage("shell", "-c", f"from demoapp.tasks import add\n{code}")
 
 
-def test_prometheus_scrapes_task_counts_and_queue_lengths(bake, tmp_path):
+@pytest.mark.parametrize(
+    "on_servers",
+    [False, pytest.param(True, marks=pytest.mark.servers)],
+    ids=["embedded-sqlite", "redis-postgresql"],
+)
+def test_prometheus_scrapes_task_counts_and_queue_lengths(bake, tmp_path, request, on_servers):
     project = bake(use_prometheus="y")
+    if on_servers:  # moved by its environment, as a deployment would be
+        project.env["CELERY_BROKER_URL"] = request.getfixturevalue("server")("redis").url
+        project.env["DATABASE_URL"] = request.getfixturevalue("database_url")("postgresql")
     project.env["METRICS_TOKEN"] = token = secrets.token_urlsafe()
     project.manage("migrate", "--no-input")
     web_port, worker_port = free_port(), free_port()
