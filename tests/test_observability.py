@@ -87,7 +87,20 @@ def exception_of(event):
     return exception["type"], exception["value"]
 
 
-def test_sentry_receives_the_errors_of_a_task_and_of_a_view(bake):
+# A periodic task every minute, last run long enough ago to be due when beat starts.
+PERIODIC_TASK = """
+from datetime import timedelta
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every_minute, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
+PeriodicTask.objects.create(
+    name="add every minute", task="demoapp.tasks.add", interval=every_minute, args="[1, 2]",
+    last_run_at=timezone.now() - timedelta(minutes=5),
+)
+"""
+
+
+def test_sentry_receives_errors_and_beat_s_check_ins(bake):
     project = bake(use_sentry="y")
     add_failing_view(project)
     with SentryReceiver() as sentry:
@@ -96,18 +109,33 @@ def test_sentry_receives_the_errors_of_a_task_and_of_a_view(bake):
 
         assert get(f"{url}/fail/")[0] == 500
         task_id = project.celery("call", "demoapp.tasks.add", "--args", '["two", 3]').strip()
+        project.manage("shell", "-c", PERIODIC_TASK)
+        project.start_beat()  # a beat of its own, not the worker's -B (sentry-python#2823)
 
         def event(transaction):
             return lambda item: item["type"] == "event" and item["transaction"] == transaction
 
+        def check_in(status):
+            return lambda item: item["type"] == "check_in" and item["status"] == status
+
         view = sentry.wait_for(event("/fail/"), "event of the view")
         task = sentry.wait_for(event("demoapp.tasks.add"), "event of the task")
+        started = sentry.wait_for(check_in("in_progress"), "check-in from beat")
+        done = sentry.wait_for(check_in("ok"), "check-in from the worker")
     assert exception_of(view) == ("RuntimeError", "a view failed")
     assert view["request"]["url"] == f"{url}/fail/"
     assert exception_of(task)[0] == "TypeError"
     assert task["extra"]["celery-job"]["task_name"] == "demoapp.tasks.add"
     assert task["tags"]["celery_task_id"] == task_id
     assert task["extra"]["celery-job"]["args"] == "[Filtered]"  # no arguments leave the site
+    # What Sentry Crons needs to report a run that does not come: the schedule, each run.
+    assert started["monitor_slug"] == done["monitor_slug"] == "add every minute"
+    assert started["monitor_config"]["schedule"] == {
+        "type": "interval",
+        "value": 1,
+        "unit": "minute",
+    }
+    assert done["check_in_id"] == started["check_in_id"]
 
 
 def send_tasks(project, code):

@@ -234,7 +234,16 @@ if SENTRY_DSN:
 
     sentry_sdk.init(
         dsn=SENTRY_DSN,
+{%- if cookiecutter.use_celery_beat == "y" %}
+        integrations=[
+            DjangoIntegration(),
+            # Each periodic task run every minute or less often checks in with Sentry
+            # Crons, which reports one that misses its schedule or fails.
+            CeleryIntegration(monitor_beat_tasks=True),
+        ],
+{%- else %}
         integrations=[DjangoIntegration(), CeleryIntegration()],
+{%- endif %}
         # No user data (IP addresses, cookies, user names) leaves the site.
         send_default_pii=False,
         # The share of requests and tasks also sent as performance traces.
