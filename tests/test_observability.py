@@ -211,6 +211,13 @@ def run_of(publish):
     )
 
 
+def query_of(parent):
+    """Whether a span is a database query made under `parent`."""
+    return lambda span: (
+        span["kind"] == "SPAN_KIND_CLIENT" and span["parent_id"] == parent["span_id"]
+    )
+
+
 def test_a_request_and_the_task_it_sends_form_one_trace(bake):
     project = bake(use_opentelemetry="y")
     with OtlpReceiver() as otlp:
@@ -235,6 +242,10 @@ def test_a_request_and_the_task_it_sends_form_one_trace(bake):
             assert request["kind"] == "SPAN_KIND_SERVER"
             assert request["name"] == "POST tasks/start/"
             assert run["name"] == "run/demoapp.tasks.add"
+            # The session's lookup, and the result's storing.
+            for parent in (request, run):
+                query = otlp.wait_for(query_of(parent), f"query under {parent['name']}")
+                assert query["attributes"]["db.system"] == "sqlite"
             assert request["trace_id"] == publish["trace_id"] == run["trace_id"]
             assert request["pid"] == publish["pid"] == web.pid
             assert run["pid"] != worker.pid  # a pool process

@@ -1,4 +1,5 @@
-"""OpenTelemetry traces: a request, the tasks it sends and their runs form one trace.
+"""OpenTelemetry traces: a request, the tasks it sends, their runs and the database
+queries of each form one trace.
 
 Spans go over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; with none set, nothing is set
 up. The SDK reads its other OTEL_* variables itself (OTEL_SERVICE_NAME,
@@ -16,6 +17,7 @@ import os
 
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown
 from django.conf import settings
+from django.utils.module_loading import import_string
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
@@ -23,6 +25,16 @@ from opentelemetry.instrumentation.django import DjangoInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+# Each query becomes a span too, through the instrumentation of the database's driver
+# (installed with the driver: pyproject.toml).
+DATABASE_INSTRUMENTORS = {
+    "django.db.backends.sqlite3": "opentelemetry.instrumentation.sqlite3.SQLite3Instrumentor",
+    "django.db.backends.postgresql": "opentelemetry.instrumentation.psycopg.PsycopgInstrumentor",
+    "django.db.backends.mysql": (
+        "opentelemetry.instrumentation.mysqlclient.MySQLClientInstrumentor"
+    ),
+}
 
 
 def start_tracing(**kwargs):
@@ -34,6 +46,9 @@ def start_tracing(**kwargs):
     trace.set_tracer_provider(provider)
     DjangoInstrumentor().instrument()
     CeleryInstrumentor().instrument()
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine in DATABASE_INSTRUMENTORS:
+        import_string(DATABASE_INSTRUMENTORS[engine])().instrument()
 
 
 def send_last_spans(**kwargs):
