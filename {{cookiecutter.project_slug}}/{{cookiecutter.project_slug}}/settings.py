@@ -246,8 +246,9 @@ if SENTRY_DSN:
 {%- endif %}
         # No user data (IP addresses, cookies, user names) leaves the site.
         send_default_pii=False,
-        # The share of requests and tasks also sent as performance traces.
-        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+        # The share of requests and tasks also sent as performance traces; unset, the
+        # SDK does no tracing at all.
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=None),
     )
 {%- endif %}
 {%- if cookiecutter.use_prometheus == "y" %}
