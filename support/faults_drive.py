@@ -3,18 +3,24 @@
 Run with the project's interpreter, from the project's folder, this repository on
 PYTHONPATH (Project.faults does):
 
-    python -m support.faults_drive SLUG send KIND COUNT IDS [PAUSE]  # KIND: slow, quick, query
+    python -m support.faults_drive SLUG send KIND COUNT IDS [PAUSE]  # slow, long, quick, query
     python -m support.faults_drive SLUG drop-connections SECONDS     # PostgreSQL ends others'
     python -m support.faults_drive SLUG victim IDS                   # a 2 s task: its PID
-    python -m support.faults_drive SLUG wait IDS [AT_LEAST] [--settle]
+    python -m support.faults_drive SLUG busy NODE COUNT WITHIN       # ids it runs, started lately
+    python -m support.faults_drive SLUG finished ID...               # status, time done, worker
+    python -m support.faults_drive SLUG wait IDS [AT_LEAST] [--settle] [--timeout=SECONDS]
     python -m support.faults_drive SLUG time-limit
 
 `send` appends each task id to the file IDS as soon as the broker took it, so a
 test can inject a fault part-way. `victim` sends one longer task to the "celery"
 queue (the batch is on "long") and prints the PID of the pool process running it,
-so a test kills a process that is surely busy. `wait` reads the TaskResult rows of
-the ids until AT_LEAST of them (default: all) succeeded; with --settle it also stops
-once no task is queued or held by a worker, since then no other one can complete.
+so a test kills a process that is surely busy. `busy` waits until the worker NODE runs
+COUNT tasks, each started less than WITHIN seconds ago, and prints their ids: with one
+task reserved per process, a worker whose processes are all busy takes no message from
+the broker until one of them finishes. `wait` reads the TaskResult rows of the ids
+until AT_LEAST of them (default: all) succeeded, or for at most SECONDS (default 120);
+with --settle it also stops once no task is queued or held by a worker, since then no
+other one can complete.
 Each command prints one JSON document on stdout.
 """
 
@@ -29,17 +35,18 @@ TIMEOUT = 120  # seconds any wait may take
 
 
 def send(kind, count, ids, pause=0.0):
-    """Send `count` idempotent tasks: slow ones (~0.3 s) on the "long" queue, quick adds, or
-    quick queries (count_widgets)."""
+    """Send `count` idempotent tasks: slow ones (~0.3 s) or long ones (~4 s) on the "long"
+    queue, quick adds, or quick queries (count_widgets)."""
     from demoapp.tasks import add, count_widgets, long_task
 
     kinds = {
         "slow": lambda i: long_task.delay(3, 0.1),
+        "long": lambda i: long_task.delay(40, 0.1),
         "quick": lambda i: add.delay(i, i),
         "query": lambda i: count_widgets.delay(),
     }
 
-    longest = 0.0
+    longest, cpu = 0.0, time.process_time()
     with open(ids, "a") as out:
         for i in range(int(count)):
             started = time.monotonic()
@@ -48,8 +55,10 @@ def send(kind, count, ids, pause=0.0):
             out.write(f"{result.id}\n")
             out.flush()
             time.sleep(float(pause))
-    # The longest single send shows how long a publish waited for the broker.
-    return {"sent": int(count), "longest_send": round(longest, 3)}
+    # The longest single send shows how long a publish waited for the broker; cpu, what
+    # sending took of this process's CPU time (seconds).
+    cpu = time.process_time() - cpu
+    return {"sent": int(count), "longest_send": round(longest, 3), "cpu": round(cpu, 3)}
 
 
 def victim(ids):
@@ -67,6 +76,32 @@ def victim(ids):
             if task["id"] == result.id:
                 return {"id": result.id, "pid": task["worker_pid"]}
     raise SystemExit(f"task {result.id} did not start within {TIMEOUT} s")
+
+
+def busy(node, count, within):
+    """The ids of the `count` tasks the worker `node` runs, once each began < `within` s ago."""
+    from celery import current_app
+
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        tasks = (current_app.control.inspect([node], timeout=0.5).active() or {}).get(node, [])
+        recent = [task for task in tasks if time.time() - task["time_start"] < float(within)]
+        if len(recent) >= int(count):
+            return {"ids": [task["id"] for task in recent]}
+    raise SystemExit(f"{node} did not run {count} tasks started within {within} s")
+
+
+def finished(*ids):
+    """Each task's status, when its row was last written (epoch seconds) and by which worker."""
+    from django_celery_results.models import TaskResult
+
+    rows = TaskResult.objects.filter(task_id__in=ids)
+    return {
+        task_id: {"status": status, "at": at.timestamp(), "worker": worker}
+        for task_id, status, at, worker in rows.values_list(
+            "task_id", "status", "date_done", "worker"
+        )
+    }
 
 
 def drop_connections(seconds):
@@ -127,7 +162,8 @@ def wait(ids, *args):
     settle = "--settle" in args
     numbers = [int(arg) for arg in args if arg.isdigit()]
     at_least = numbers[0] if numbers else len(ids)
-    deadline = time.monotonic() + TIMEOUT
+    timeouts = [float(arg.split("=")[1]) for arg in args if arg.startswith("--timeout=")]
+    deadline = time.monotonic() + (timeouts[0] if timeouts else TIMEOUT)
     settled = False
     while True:
         counts = states(ids)
@@ -174,7 +210,8 @@ def main():
     slug, command, *args = sys.argv[1:]
     setup(slug)
     commands = {"send": send, "victim": victim, "wait": wait, "time-limit": time_limit,
-                "drop-connections": drop_connections}  # fmt: skip
+                "drop-connections": drop_connections, "busy": busy,
+                "finished": finished}  # fmt: skip
     print(json.dumps(commands[command](*args)))
 
 

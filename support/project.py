@@ -2,6 +2,7 @@
 and the demo."""
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -149,6 +151,11 @@ class Project:
     python: Path = Path(PYTHON)
     env: dict = field(default_factory=dict)
     processes: list = field(default_factory=list)
+    prefix: tuple = ()  # runs each command on a simulated host (support/hosts.py)
+
+    def on(self, host):
+        """This project as `host` runs it: same folder, environment and process list."""
+        return dataclasses.replace(self, prefix=tuple(host.prefix))
 
     @property
     def slug(self):
@@ -176,7 +183,7 @@ class Project:
 
     def run(self, *args, timeout=300, support=False):
         env = self.environ(support)
-        return run([self.python, *args], cwd=self.path, env=env, timeout=timeout)
+        return run([*self.prefix, self.python, *args], cwd=self.path, env=env, timeout=timeout)
 
     def manage(self, *args, timeout=300):
         return self.run("manage.py", *args, timeout=timeout)
@@ -197,9 +204,11 @@ class Project:
         """Send `count` idempotent tasks, appending their ids to the file `ids`."""
         return self.faults("send", kind, count, self.path / ids, pause)
 
-    def wait_done(self, at_least="all", settle=False, ids="ids.txt"):
-        """Counts by state of the tasks in `ids`, once `at_least` of them succeeded."""
-        outcome = self.faults("wait", self.path / ids, at_least, *["--settle"] * settle)
+    def wait_done(self, at_least="all", settle=False, ids="ids.txt", timeout=FAULTS_TIMEOUT):
+        """Counts by state of the tasks in `ids`, once `at_least` of them succeeded, or once
+        `timeout` seconds passed."""
+        options = [*["--settle"] * settle, f"--timeout={timeout}"]
+        outcome = self.faults("wait", self.path / ids, at_least, *options)
         if at_least != "all":
             assert outcome["done"] >= at_least, f"tasks stopped completing: {outcome}"
         return outcome
@@ -214,7 +223,7 @@ class Project:
         with log.open("ab") as out:
             start = out.tell()
             popen = subprocess.Popen(
-                list(map(str, command)),
+                list(map(str, [*self.prefix, *command])),
                 cwd=self.path,
                 env=self.environ(support),
                 stdout=out,
@@ -259,6 +268,19 @@ def assert_project_checks_pass(project):
     project.manage("makemigrations", "--check", "--dry-run")
     project.manage("migrate", "--no-input")
     project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def unit_command(project, unit, hostname=None, machine_id=None):
+    """The ExecStart line of one of the project's systemd units (deploy/systemd/UNIT), as
+    systemd runs it on a machine named `hostname` whose machine ID is `machine_id` (by default
+    this machine's): this project's interpreter's folder for /srv/SLUG/.venv/bin, and the
+    specifiers %H and %m filled in."""
+    text = (project.path / "deploy" / "systemd" / unit).read_text()
+    line = re.search(r"^ExecStart=(.*)$", text, re.M)[1]
+    line = line.replace(f"/srv/{project.slug}/.venv/bin/", f"{project.python.parent}/")
+    hostname = hostname or socket.gethostname()
+    machine_id = machine_id or Path("/etc/machine-id").read_text().strip()
+    return line.replace("%H", hostname).replace("%m", machine_id)
 
 
 def pool_children(pid):

@@ -3,7 +3,8 @@
 Each server listens on 127.0.0.1 only, on a free port, keeps its data and log in
 the folder it is given (for servers that run as their own user, a link to a folder
 in /tmp until the tests exit: see _folder_for), and is stopped by its PID, never by
-a process name.
+a process name. Redis and PostgreSQL also run on a simulated host (support/hosts.py):
+there on their usual port, listening on the host's address too.
 `scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
 RabbitMQ and MariaDB run as their own system users.
 
@@ -156,6 +157,10 @@ class Server:
     port: int
     folder: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
+    # On a simulated host (support/hosts.py): its address, where the server listens too,
+    # and the prefix that runs each of the server's commands there.
+    address: str = "127.0.0.1"
+    prefix: tuple = ()
 
     user = ""  # the system user it runs as; "" for root
     log_name = "server.log"  # in `folder`; quoted when the server fails to start
@@ -196,7 +201,9 @@ class Server:
     def _spawn(self, *command: str | Path) -> None:
         """Run a server in the foreground, in its own session (Ctrl-C spares it)."""
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+            self.process = subprocess.Popen(
+                [*self.prefix, *command], stdout=log, stderr=log, start_new_session=True
+            )
 
     def _up(self) -> bool:
         if self.process and self.process.poll() is not None:
@@ -206,27 +213,34 @@ class Server:
     def _stop_command(self) -> list | None:
         return None  # SIGTERM
 
+    def _addresses(self, separator: str) -> str:
+        """Where it listens: 127.0.0.1, and its host's address if it has one."""
+        return separator.join(dict.fromkeys(["127.0.0.1", self.address]))
+
     def _launch(self) -> None:  # start the server; may return before it is ready
         raise NotImplementedError
 
     def _ready(self) -> bool:  # accepts connections?
         raise NotImplementedError
 
-    def _create_database(self, name: str) -> None:
+    def _create_database(self, name: str, template: str | None = None) -> None:
         raise ValueError(f"create_database does not apply to {self.name}")
 
 
 class _Redis(Server):
     log_name = "redis.log"
+    usual_port = 6379
 
     def _launch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         # No snapshots while running; stop() saves one, so a restart keeps the data.
-        options = f"--port {self.port} --bind 127.0.0.1 --appendonly no".split()
+        options = f"--port {self.port} --bind {self._addresses(' ')} --appendonly no".split()
+        if self.address != "127.0.0.1":  # no password: the simulated hosts connect too
+            options += ["--protected-mode", "no"]
         self._spawn(binary("redis-server"), *options, "--save", "", "--dir", self.folder)
 
     def _cli(self, *args: str) -> list:
-        return [binary("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *args]
+        return [*self.prefix, binary("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *args]
 
     def _ready(self) -> bool:
         return _probe(self._cli("ping")) == "PONG\n"
@@ -238,10 +252,11 @@ class _Redis(Server):
 class _PostgreSQL(Server):
     user = "postgres"
     log_name, pid_name = "postgresql.log", "data/postmaster.pid"
+    usual_port = 5432
 
     def _as_postgres(self, program: str, *args: str | Path) -> list:
         """PostgreSQL refuses to run as root."""
-        return ["runuser", "-u", "postgres", "--", binary(program), *args]
+        return [*self.prefix, "runuser", "-u", "postgres", "--", binary(program), *args]
 
     def _pg_ctl(self, *args: str | Path) -> list:
         return self._as_postgres("pg_ctl", "-D", self.folder / "data", *args)
@@ -253,13 +268,17 @@ class _PostgreSQL(Server):
         if not (data / "PG_VERSION").exists():
             options = ["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
             _run(self._as_postgres("initdb", "-D", data, *options))
+            if self.address != "127.0.0.1":  # the hosts on its network connect too
+                with (data / "pg_hba.conf").open("a") as hba:
+                    hba.write("host all all samenet trust\n")
         # TCP only (-k '': no Unix socket). fsync=off: test data need not survive a crash.
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k '' -c fsync=off"
+        listen = self._addresses(",")
+        options = f"-p {self.port} -c listen_addresses={listen} -k '' -c fsync=off"
         _run(self._pg_ctl("-l", self.log, "-o", options, "-w", "start"))
 
     def _psql(self, sql: str) -> list:
         tcp = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
-        return [binary("psql"), *tcp, "-v", "ON_ERROR_STOP=1", "-c", sql]
+        return [*self.prefix, binary("psql"), *tcp, "-v", "ON_ERROR_STOP=1", "-c", sql]
 
     def _ready(self) -> bool:
         return _probe(self._psql("select 1")) is not None
@@ -267,8 +286,9 @@ class _PostgreSQL(Server):
     def _stop_command(self) -> list:
         return self._pg_ctl("-m", "fast", "stop")
 
-    def _create_database(self, name: str) -> None:
-        _run(self._psql(f'CREATE DATABASE "{name}"'))
+    def _create_database(self, name: str, template: str | None = None) -> None:
+        copy = f' TEMPLATE "{template}"' if template else ""
+        _run(self._psql(f'CREATE DATABASE "{name}"{copy}'))
 
 
 @dataclass
@@ -346,7 +366,9 @@ class _MariaDB(Server):
         tcp = ["-h127.0.0.1", f"-P{self.port}", "--connect-timeout=2"]
         return _probe(self._client(*tcp, "-e", "select 1")) is not None
 
-    def _create_database(self, name: str) -> None:
+    def _create_database(self, name: str, template: str | None = None) -> None:
+        if template:
+            raise ValueError("MariaDB has no template databases")
         charset = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
         _run(self._client("-e", f"CREATE DATABASE `{name}` {charset}"))
 
@@ -367,7 +389,7 @@ class _Prometheus(Server):
             binary("prometheus"),
             f"--config.file={self.folder / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.listen-address={self.address}:{self.port}",
         )
 
     def _ready(self) -> bool:
@@ -385,40 +407,51 @@ class _Prometheus(Server):
         return answer["data"]["result"]
 
 
-def _started(kind: type[Server], name: str, url: str, folder: Path, **fields) -> Server:
-    port, folder = free_port(), Path(folder).absolute()
+def _started(kind: type[Server], name: str, url: str, folder: Path, host=None, **fields) -> Server:
+    """Start a server on a free port of 127.0.0.1, or on `host`, a simulated host
+    (support/hosts.py), where every port is free: on the server's usual one. `fields`
+    are the server's own (a dataclass field of its kind)."""
+    folder = Path(folder).absolute()
     if kind.user:
         folder = _folder_for(kind.user, folder)
-    server = kind(name, url.format(port=port), port, folder, **fields)
+    if host is None:
+        port = free_port()
+        url = url.format(address="127.0.0.1", port=port)
+        server = kind(name, url, port, folder, **fields)
+    else:
+        port, address = kind.usual_port, host.address
+        url = url.format(address=address, port=port)
+        server = kind(name, url, port, folder, address=address, prefix=tuple(host.prefix), **fields)
     server.start()
     return server
 
 
-def redis(folder: Path) -> Server:
-    return _started(_Redis, "redis", "redis://127.0.0.1:{port}/0", folder)
+def redis(folder: Path, host=None) -> Server:
+    return _started(_Redis, "redis", "redis://{address}:{port}/0", folder, host)
 
 
-def postgresql(folder: Path) -> Server:
-    url = "postgres://postgres@127.0.0.1:{port}/postgres"
-    return _started(_PostgreSQL, "postgresql", url, folder)
+def postgresql(folder: Path, host=None) -> Server:
+    url = "postgres://postgres@{address}:{port}/postgres"
+    return _started(_PostgreSQL, "postgresql", url, folder, host)
 
 
 def rabbitmq(folder: Path) -> Server:
-    return _started(_RabbitMQ, "rabbitmq", "amqp://guest:guest@127.0.0.1:{port}//", folder)
+    return _started(_RabbitMQ, "rabbitmq", "amqp://guest:guest@{address}:{port}//", folder)
 
 
 def mariadb(folder: Path) -> Server:
-    return _started(_MariaDB, "mariadb", "mysql://root@127.0.0.1:{port}/mysql", folder)
+    return _started(_MariaDB, "mariadb", "mysql://root@{address}:{port}/mysql", folder)
 
 
 def prometheus(folder: Path, jobs: list) -> Server:
     """A Prometheus server scraping `jobs`, its scrape_configs, every second."""
-    return _started(_Prometheus, "prometheus", "http://127.0.0.1:{port}", folder, jobs=jobs)
+    return _started(_Prometheus, "prometheus", "http://{address}:{port}", folder, jobs=jobs)
 
 
-def create_database(server: Server, name: str) -> str:
-    """Create an empty database on PostgreSQL or MariaDB and return its URL."""
+def create_database(server: Server, name: str, template: str | None = None) -> str:
+    """Create an empty database on PostgreSQL or MariaDB and return its URL; on PostgreSQL,
+    a copy of the database `template` if given (which nothing may be connected to)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"not a plain database name: {name!r}")
-    server._create_database(name)
+    server._create_database(name, template)
     return f"{server.url.rsplit('/', 1)[0]}/{name}"

@@ -93,9 +93,11 @@ def database_url(request):
 
 def server_group(item):
     """The xdist group of a test that uses real servers: "faults" for the tests that stop
-    and restart them (test_faults.py), "servers" for the others. Each group runs in one
+    and restart them (test_faults.py), "multihost" for those that run servers of their own
+    on simulated hosts (test_multihost.py), "servers" for the others. Each group runs in one
     pytest process and starts each server once: a restart never hits a test beside it."""
-    return "faults" if item.path.name == "test_faults.py" else "servers"
+    groups = {"test_faults.py": "faults", "test_multihost.py": "multihost"}
+    return groups.get(item.path.name, "servers")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

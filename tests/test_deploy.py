@@ -81,8 +81,8 @@ def test_systemd_units(bake, beat):
         assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     text = {unit.name: unit.read_text() for unit in units}
     # The health unit pings the node name the worker unit gives its worker.
-    assert "--hostname celery@%H" in text["celery-worker.service"]
-    assert "--destination celery@%H" in text["celery-worker-health.service"]
+    assert "--hostname celery-%m@%H" in text["celery-worker.service"]
+    assert "--destination celery-%m@%H" in text["celery-worker-health.service"]
     assert f"try-restart {project.slug}-worker.service" in text["celery-worker-health.service"]
     assert "Type=notify" in text["web.service"]  # gunicorn notifies systemd
     if beat == "y":

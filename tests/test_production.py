@@ -12,6 +12,7 @@ import shlex
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -26,6 +27,7 @@ from support.procfile import (
     spawn,
     wait_until,
 )
+from support.project import unit_command
 
 YEAR = 365 * 24 * 3600
 
@@ -78,14 +80,6 @@ def test_web_health_check_follows_the_database(bake, tmp_path):
         database.stop()
 
 
-def unit_command(project, unit):
-    """ExecStart of a systemd unit, with this machine's paths and host name."""
-    text = (project.path / "deploy" / "systemd" / unit).read_text()
-    line = re.search(r"^ExecStart=(.*)$", text, re.M)[1]
-    line = line.replace(f"/srv/{project.slug}/.venv/bin/", f"{project.python.parent}/")
-    return line.replace("%H", socket.gethostname())
-
-
 def test_worker_health_unit_pings_the_worker_unit(bake):
     project = bake()
     project.manage("migrate", "--no-input")
@@ -95,7 +89,8 @@ def test_worker_health_unit_pings_the_worker_unit(bake):
 
     done = subprocess.run(ping, cwd=project.path, env=project.environ(), capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"celery@{socket.gethostname()}: OK".encode() in done.stdout
+    machine_id = Path("/etc/machine-id").read_text().strip()
+    assert f"celery-{machine_id}@{socket.gethostname()}: OK".encode() in done.stdout
 
     worker.stop()
     done = subprocess.run(ping, cwd=project.path, env=project.environ(), capture_output=True)

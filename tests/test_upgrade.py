@@ -24,17 +24,26 @@ HEADINGS = re.findall(r"^## (.*)$", CHANGELOG.read_text(), re.MULTILINE)
 RELEASE = re.compile(r"(\d{4}\.\d{2}\.\d{2}) — ([0-9a-f]{7,40})")
 RELEASES = [match.groups() for match in map(RELEASE.fullmatch, HEADINGS) if match]
 
-# What a user adds to the project, at the end of each file: kept across the upgrade.
-LOCAL_EDITS = {
-    "demoapp/tasks.py": '''
+# What a user changes in the project: (file, text replaced or None to append, new text),
+# each kept across the upgrade. The settings line is one the template leaves alone.
+LOCAL_EDITS = [
+    (
+        "demoapp/tasks.py",
+        None,
+        '''
 
 @shared_task
 def widget_names():
     """Our own task: every widget's name. Idempotent: it only reads."""
     return list(Widget.objects.values_list("name", flat=True))
 ''',
-    "README.md": "\nOur deployment notes: kept by us.\n",
-}
+    ),
+    (
+        "my_project/settings.py",
+        "CELERY_RESULT_EXPIRES = timedelta(days=7)",
+        "CELERY_RESULT_EXPIRES = timedelta(days=30)",
+    ),
+]
 CONFLICT_MARKER = re.compile(rb"^(<{7}|>{7})( |$)", re.MULTILINE)
 
 
@@ -87,10 +96,12 @@ def test_upgrade_from_release_keeps_data(version, commit, tmp_path, project_pyth
     data = project.drive("hold")
     assert data["staff who may run periodic tasks"] == ["operator"]
     released = migration_files(project.path)
-    for name, text in LOCAL_EDITS.items():
+    for name, old, new in LOCAL_EDITS:
         path = project.path / name
-        path.write_text(path.read_text() + text)
-    commit_all(project.path, "our own task and notes")
+        text = path.read_text()
+        assert old is None or text.count(old) == 1, f"{name} no longer holds {old!r}"
+        path.write_text(text + new if old is None else text.replace(old, new))
+    commit_all(project.path, "our own task and settings")
 
     commit_template(template)  # the template as it is on disk now
     cruft(project.path, "update", "-y")
@@ -99,8 +110,8 @@ def test_upgrade_from_release_keeps_data(version, commit, tmp_path, project_pyth
     assert not rejected, f"cruft update left rejected hunks: {rejected}"
     assert not conflict_markers(project.path), "cruft update left conflict markers"
     assert cruft(project.path, "check", check=False).returncode == 0, "still out of date"
-    for name, text in LOCAL_EDITS.items():
-        assert (project.path / name).read_text().endswith(text), f"our edit of {name} is lost"
+    for name, _, new in LOCAL_EDITS:
+        assert new in (project.path / name).read_text(), f"our edit of {name} is lost"
     edited = [
         str(name)
         for name, content in released.items()
