@@ -277,8 +277,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+{%- if cookiecutter.use_prometheus == "y" %}
+# Load balancers probe the health check, and Prometheus may scrape the metrics, over
+# plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^metrics/$"]
+{%- else %}
 # Load balancers probe the health check over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+{%- endif %}
 SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
 CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
 # Browsers remember to use HTTPS for this long; start low, raise once sure.

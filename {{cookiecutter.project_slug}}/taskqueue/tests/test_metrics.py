@@ -76,3 +76,12 @@ def test_queue_metrics_report_each_queue(client, settings):
     lines = response.content.decode().splitlines()
     for queue in settings.CELERY_TASK_QUEUES:
         assert 'celery_queue_length{queue="' + queue.name + '"} 0.0' in lines
+
+
+def test_queue_metrics_are_served_over_plain_http_too(client, settings):
+    # Prometheus may scrape a web process directly, behind the proxy that ends TLS.
+    settings.SECURE_SSL_REDIRECT = True
+    settings.METRICS_TOKEN = "s3cret"
+    response = client.get(reverse("metrics"), headers={"Authorization": "Bearer s3cret"})
+    assert response.status_code == 200
+    assert client.get("/admin/login/").status_code == 301  # the rest of the site is not
