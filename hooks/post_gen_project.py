@@ -14,6 +14,9 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 OPTIONAL = {
     ("include_demoapp", "y"): ["demoapp", "docs/dashboard.png"],
     ("use_flower", "y"): ["flowerconfig.py"],
+    ("use_json_logs", "y"): ["taskqueue/logs.py", "taskqueue/tests/test_logs.py"],
+    ("use_prometheus", "y"): ["taskqueue/metrics.py", "taskqueue/tests/test_metrics.py"],
+    ("use_opentelemetry", "y"): ["taskqueue/tracing.py", "taskqueue/tests/test_tracing.py"],
     ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",
         "taskqueue/admin.py",
@@ -48,7 +51,7 @@ def secret_for(key):
         return f"admin:{secrets.token_urlsafe(18)}"
     if key == "SECRET_KEY":
         return secrets.token_urlsafe(50)
-    if key.endswith("_PASSWORD"):
+    if key.endswith(("_PASSWORD", "_TOKEN")):
         return secrets.token_urlsafe(24)
     return None
 

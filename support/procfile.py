@@ -3,7 +3,7 @@ used by test_production.py and test_browser.py."""
 
 import http.client
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from support.project import run
 from support.servers import free_port
@@ -24,10 +24,20 @@ def spawn(project, name, command):
 
 def get(url, headers=None):
     """(status, headers, body) of a GET, redirects not followed."""
+    return request("GET", url, headers)
+
+
+def post(url, form, headers=None):
+    """(status, headers, body) of a POST of the dict `form`, redirects not followed."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} | (headers or {})
+    return request("POST", url, headers, urlencode(form))
+
+
+def request(method, url, headers=None, body=None):
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        connection.request("GET", parts.path, headers=headers or {})
+        connection.request(method, parts.path, body, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.headers, response.read()
     finally:

@@ -1,4 +1,4 @@
-"""Real Redis, PostgreSQL, RabbitMQ and MariaDB servers for the tests.
+"""Real Redis, PostgreSQL, RabbitMQ, MariaDB and Prometheus servers for the tests.
 
 Each server listens on 127.0.0.1 only, on a free port, keeps its data and log in
 the folder it is given (for servers that run as their own user, a link to a folder
@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,19 +373,55 @@ class _MariaDB(Server):
         _run(self._client("-e", f"CREATE DATABASE `{name}` {charset}"))
 
 
-def _started(kind: type[Server], name: str, url: str, folder: Path, host=None) -> Server:
+@dataclass
+class _Prometheus(Server):
+    """Scrapes `jobs` (each {"job_name": ..., "static_configs": ...}) every second."""
+
+    jobs: list = field(default_factory=list)
+    log_name = "prometheus.log"
+
+    def _launch(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = {"global": {"scrape_interval": "1s"}, "scrape_configs": self.jobs}
+        # JSON is YAML: Prometheus reads it as its configuration.
+        (self.folder / "prometheus.yml").write_text(json.dumps(config))
+        self._spawn(
+            binary("prometheus"),
+            f"--config.file={self.folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.folder / 'data'}",
+            f"--web.listen-address={self.address}:{self.port}",
+        )
+
+    def _ready(self) -> bool:
+        ready = f"{self.url}/-/ready"
+        with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=2) as response:
+            return response.status == 200
+        return False
+
+    def query(self, expression: str) -> list:
+        """The result of an instant query through Prometheus' HTTP API."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            answer = json.load(response)
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+
+def _started(kind: type[Server], name: str, url: str, folder: Path, host=None, **fields) -> Server:
     """Start a server on a free port of 127.0.0.1, or on `host`, a simulated host
-    (support/hosts.py), where every port is free: on the server's usual one."""
+    (support/hosts.py), where every port is free: on the server's usual one. `fields`
+    are the server's own (a dataclass field of its kind)."""
     folder = Path(folder).absolute()
     if kind.user:
         folder = _folder_for(kind.user, folder)
     if host is None:
         port = free_port()
-        server = kind(name, url.format(address="127.0.0.1", port=port), port, folder)
+        url = url.format(address="127.0.0.1", port=port)
+        server = kind(name, url, port, folder, **fields)
     else:
         port, address = kind.usual_port, host.address
         url = url.format(address=address, port=port)
-        server = kind(name, url, port, folder, address=address, prefix=tuple(host.prefix))
+        server = kind(name, url, port, folder, address=address, prefix=tuple(host.prefix), **fields)
     server.start()
     return server
 
@@ -402,6 +441,11 @@ def rabbitmq(folder: Path) -> Server:
 
 def mariadb(folder: Path) -> Server:
     return _started(_MariaDB, "mariadb", "mysql://root@{address}:{port}/mysql", folder)
+
+
+def prometheus(folder: Path, jobs: list) -> Server:
+    """A Prometheus server scraping `jobs`, its scrape_configs, every second."""
+    return _started(_Prometheus, "prometheus", "http://{address}:{port}", folder, jobs=jobs)
 
 
 def create_database(server: Server, name: str, template: str | None = None) -> str:

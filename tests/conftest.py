@@ -28,7 +28,15 @@ def project_python(tmp_path_factory):
         str(TEMPLATE),
         no_input=True,
         output_dir=str(tmp_path_factory.mktemp("reference")),
-        extra_context={"broker": "redis", "database": "postgresql", "use_flower": "y"},
+        extra_context={
+            "broker": "redis",
+            "database": "postgresql",
+            "use_flower": "y",
+            "use_json_logs": "y",
+            "use_sentry": "y",
+            "use_prometheus": "y",
+            "use_opentelemetry": "y",
+        },
     )
     pyproject = Path(reference) / "pyproject.toml"
     venv = tmp_path_factory.getbasetemp() / "project-venv"

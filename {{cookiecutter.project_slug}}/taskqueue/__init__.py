@@ -12,7 +12,9 @@ Django" lives here, each part named in settings.py or celery.py:
   connection was lost, and the workers' database connections;
 - beat.py: beat's database scheduler, with a heartbeat for health checks
   (``manage.py checkbeat``), and admin.py: who may start periodic tasks;
-- health.py: the web process's ``/health/`` view.
+- health.py: the web process's ``/health/`` view;
+- logs.py, metrics.py, tracing.py, in a project generated with them: JSON
+  logs, Prometheus metrics and OpenTelemetry traces (docs/observability.md).
 
 You rarely need to open it: write tasks in your apps' tasks.py, and change
 behaviour through the settings. Its tests, in tests/, check what each part

@@ -59,6 +59,10 @@ if django.VERSION < (6, 0):
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+{%- if cookiecutter.use_json_logs == "y" %}
+    # First, so that every log line of a request names it.
+    "taskqueue.logs.RequestIdMiddleware",
+{%- endif %}
     # Serves STATIC_ROOT, right after the security headers are set.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -187,6 +191,82 @@ STORAGES = {
 }
 # Set from .env's DEBUG: the tests turn DEBUG off, but collect nothing either.
 WHITENOISE_AUTOREFRESH = DEBUG
+{%- if cookiecutter.use_json_logs == "y" %}
+
+
+# Logging: one JSON object a line on stderr, from every process, naming the
+# request or task that wrote it (taskqueue/logs.py).
+# https://docs.djangoproject.com/en/5.2/topics/logging/
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "taskqueue.logs.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "{asctime}{levelname}{name}{message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "json": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": "json"},
+    },
+    "root": {"handlers": ["json"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own loggers go through the root's handler instead of their plain-text ones.
+    "loggers": {
+        "django": {"handlers": []},
+        "django.server": {"handlers": [], "propagate": True},
+    },
+}
+{%- endif %}
+{%- if cookiecutter.use_sentry == "y" %}
+
+
+# Errors: each unhandled exception of a request or a task is reported to Sentry
+# when SENTRY_DSN is set, and nothing is sent when it is not. The SDK reads
+# SENTRY_ENVIRONMENT and SENTRY_RELEASE itself.
+# https://docs.sentry.io/platforms/python/integrations/django/
+
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+{%- if cookiecutter.use_celery_beat == "y" %}
+        integrations=[
+            DjangoIntegration(),
+            # Each periodic task run every minute or less often checks in with Sentry
+            # Crons, which reports one that misses its schedule or fails.
+            CeleryIntegration(monitor_beat_tasks=True),
+        ],
+{%- else %}
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+{%- endif %}
+        # No user data (IP addresses, cookies, user names) leaves the site.
+        send_default_pii=False,
+        # The share of requests and tasks also sent as performance traces; unset, the
+        # SDK does no tracing at all.
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=None),
+    )
+{%- endif %}
+{%- if cookiecutter.use_prometheus == "y" %}
+
+
+# Metrics for Prometheus: /metrics/ answers the bearer of this token (none: it
+# answers no one); each worker serves its own with --metrics-port (taskqueue/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+{%- endif %}
+{%- if cookiecutter.use_opentelemetry == "y" %}
+
+
+# Traces: OpenTelemetry spans of requests and tasks go over OTLP/HTTP to this
+# collector when set, e.g. http://127.0.0.1:4318 (taskqueue/tracing.py).
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+{%- endif %}
 
 # Default primary key field type
 # https://docs.djangoproject.com/en/5.2/ref/settings/#default-auto-field
@@ -199,8 +279,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+{%- if cookiecutter.use_prometheus == "y" %}
+# Load balancers probe the health check, and Prometheus may scrape the metrics, over
+# plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^metrics/$"]
+{%- else %}
 # Load balancers probe the health check over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+{%- endif %}
 SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
 CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
 # Browsers remember to use HTTPS for this long; start low, raise once sure.
