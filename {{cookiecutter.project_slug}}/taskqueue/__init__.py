@@ -4,7 +4,9 @@ Everything that ties Celery to Django beyond Celery's own "First steps with
 Django" lives here, each part named in settings.py or celery.py:
 
 - broker.py: the embedded broker that ``filesystem://`` names (message files
-  under .broker/, safe from crashes, woken by inotify);
+  under .broker/, safe from crashes, woken by inotify), and redis_broker.py:
+  kombu's Redis transport, for ``redis://``, with a fix that keeps a worker up
+  when its Redis connection drops;
 - results.py: the result backend, django-celery-results' TaskResult rows
   written in one statement per state change;
 - task_backend.py: Django's own task API (``@task``) run on the Celery workers;

@@ -348,9 +348,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Reserve one task per process: with late acks, prefetched tasks would wait
 # behind a long one.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# When the broker connection drops, running late-ack tasks are redelivered
-# anyway: cancel them rather than finish them twice.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# When the broker connection drops, running late-ack tasks finish, and the broker
+# may deliver them again. Cancelling them instead can store RETRY over the SUCCESS
+# of a task that has just ended (Celery 5.7.0), and its result is then never ready.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Replace each pool process after this many tasks, which bounds slow leaks.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 # Keep the workers' database connections across tasks, as across requests
