@@ -10,6 +10,7 @@ PYTHONPATH (Project.faults does):
     python -m support.faults_drive SLUG finished ID...               # status, time done, worker
     python -m support.faults_drive SLUG wait IDS [AT_LEAST] [--settle] [--timeout=SECONDS]
     python -m support.faults_drive SLUG time-limit
+    python -m support.faults_drive SLUG closed-channel           # close after the client went
 
 `send` appends each task id to the file IDS as soon as the broker took it, so a
 test can inject a fault part-way. `victim` sends one longer task to the "celery"
@@ -20,7 +21,9 @@ task reserved per process, a worker whose processes are all busy takes no messag
 the broker until one of them finishes. `wait` reads the TaskResult rows of the ids
 until AT_LEAST of them (default: all) succeeded, or for at most SECONDS (default 120);
 with --settle it also stops once no task is queued or held by a worker, since then no
-other one can complete.
+other one can complete. `closed-channel` receives a message from the Redis broker,
+leaves it unacknowledged, drops the connection's client as a worker that lost its
+connection does, closes the channel, and says what the close raised.
 Each command prints one JSON document on stdout.
 """
 
@@ -206,12 +209,38 @@ def time_limit():
     return {"long_task": slow, "add": row(add.delay(2, 3))}
 
 
+def closed_channel():
+    """What closing a Redis channel that holds a message raises once its connection's
+    client is gone, and whether the message is still among Redis's unacknowledged ones."""
+    import redis
+    from celery import current_app
+
+    connection = current_app.connection_for_read()
+    channel = connection.default_channel
+    queue = f"closed-channel-{time.monotonic_ns()}"
+    channel.queue_declare(queue)
+    channel.basic_publish(channel.prepare_message("{}"), "", queue)
+    message = channel.basic_get(queue, no_ack=False)
+    assert message is not None, "the message never arrived"
+    unacked = channel.qos.unacked_key
+    connection.transport.client = None  # what kombu's Connection.collect() does
+    try:
+        channel.close()
+        raised = None
+    except Exception as exc:  # what the close raised is the answer
+        raised = type(exc).__name__
+    client = redis.Redis.from_url(current_app.conf.broker_url)
+    kept = client.hexists(unacked, message.delivery_tag)
+    client.delete(queue)
+    return {"raised": raised, "transport": type(connection.transport).__module__, "kept": kept}
+
+
 def main():
     slug, command, *args = sys.argv[1:]
     setup(slug)
     commands = {"send": send, "victim": victim, "wait": wait, "time-limit": time_limit,
                 "drop-connections": drop_connections, "busy": busy,
-                "finished": finished}  # fmt: skip
+                "finished": finished, "closed-channel": closed_channel}  # fmt: skip
     print(json.dumps(commands[command](*args)))
 
 
