@@ -7,6 +7,7 @@ BENCH_SETTINGS is a JSON object of changes, applied in order:
     "NAME": value              set a setting ("{BASE_DIR}" in a string: the project's folder)
     "NAME.key.key": value      set an item in a dict setting: DATABASES.default.CONN_MAX_AGE
     "-PREFIX": null            delete every setting whose name starts with PREFIX, e.g. "-CELERY_"
+    "BENCH_UNFLUSHED": true    os.fsync and os.fdatasync do nothing in the variant's processes
 """
 
 import importlib
@@ -42,3 +43,6 @@ def _apply(changes):
 
 
 _apply(json.loads(os.environ.get("BENCH_SETTINGS", "{}")))
+
+if globals().get("BENCH_UNFLUSHED"):  # the cost of flushing, measured by leaving it out
+    os.fsync = os.fdatasync = lambda fd: None
