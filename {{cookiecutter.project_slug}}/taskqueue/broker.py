@@ -360,6 +360,11 @@ def recover_earlier_claims(folder, owner):
     return len(names)
 
 
+def table_row(routing_key, pattern, queue):
+    """A binding as a row of an exchange's table, in kombu's format."""
+    return filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+
+
 def iter_folder(folder):
     """The entries of `folder`; none if it does not exist."""
     try:
@@ -618,14 +623,14 @@ class Channel(filesystem.Channel):
     # to read it: here each version is written whole (write_file) and durably.
 
     def _queue_bind(self, exchange, routing_key, pattern, queue):
-        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        binding = table_row(routing_key, pattern, queue)
         self._change_table(exchange, lambda table: table if binding in table else [binding, *table])
 
     def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
         # What kombu's virtual Channel does (purge the queue), not what its filesystem
         # Channel adds (rewrite the table in place).
         super(filesystem.Channel, self)._delete(queue, exchange, routing_key, pattern, *args)
-        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        binding = table_row(routing_key, pattern, queue)
         self._change_table(exchange, lambda table: [each for each in table if each != binding])
 
     def _change_table(self, exchange, change):
