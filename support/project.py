@@ -56,11 +56,17 @@ def uv(*args, timeout=600):
     return run([uv_bin, *args], timeout=timeout)
 
 
-def make_venv(path, python, requirements=(), editable=None, extras=()):
-    """A virtual environment at `path`; uv makes and fills one in about a second."""
+def make_venv(path, python, requirements=(), editable=None, extras=(), compiled=True):
+    """A virtual environment at `path`; uv makes and fills one in seconds.
+
+    `compiled`: to bytecode, as pip leaves a user's packages. uv does not by default, and
+    where PYTHONDONTWRITEBYTECODE is set (this machine sets it) every process would compile
+    Django and Celery again, a second of CPU at each start of a worker or a command."""
     uv("venv", "--quiet", "--allow-existing", "--python", python, path)
     venv_python = Path(path) / "bin" / "python"
     args = ["pip", "install", "--quiet", "--python", venv_python]
+    if compiled:
+        args.append("--compile-bytecode")
     if editable:
         spec = f"{editable}[{','.join(extras)}]" if extras else str(editable)
         args += ["-e", spec]
@@ -243,11 +249,10 @@ class Project:
         worker.wait_for("ready.")
         return worker
 
-    def start_beat(self):
+    def start_beat(self, name="beat"):
         # Look for schedule changes every second, not every 5: tests add periodic tasks.
-        beat = self.start(
-            "beat", "beat", "-l", "info", "--pidfile", self.path / "beat.pid", "--max-interval", "1"
-        )
+        pidfile = self.path / f"{name}.pid"
+        beat = self.start(name, "beat", "-l", "info", "--pidfile", pidfile, "--max-interval", "1")
         beat.wait_for("beat: Starting...")
         return beat
 
