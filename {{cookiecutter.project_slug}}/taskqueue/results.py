@@ -8,10 +8,12 @@ dashboard and AsyncResult read exactly what the library would have stored.
 
 It also retries a write or read that failed because the database went away, on
 a new connection; deletes expired results in small batches, so that beat's
-daily cleanup never holds the database's write lock for long; and has
-AsyncResult.get() look again soon after a task was sent, then less and less often.
+daily cleanup never holds the database's write lock for long; has
+AsyncResult.get() look again soon after a task was sent, then less and less often;
+and, on SQLite, does not wait for the disk to store STARTED (see unsynced()).
 """
 
+import contextlib
 import time
 
 from celery import states
@@ -30,6 +32,28 @@ CLEANUP_BATCH = 1000
 FIRST_LOOK = 0.005
 
 
+@contextlib.contextmanager
+def unsynced(connection):
+    """SQLite commits that do not wait for the disk (synchronous=NORMAL), for a state
+    whose loss in a power cut costs nothing: the task's message is still in the broker
+    (acknowledged only after the final state is stored), so it runs again. In WAL mode the
+    next synced commit of any connection makes these durable too."""
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        yield  # the level cannot change inside a transaction
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        level = cursor.fetchone()[0]
+        if level <= 1:  # NORMAL or OFF already
+            yield
+            return
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            cursor.execute(f"PRAGMA synchronous={level}")
+
+
 class DatabaseBackend(LibraryBackend):
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
         content_type, content_encoding, result = self.encode_content(result)
@@ -46,7 +70,10 @@ class DatabaseBackend(LibraryBackend):
         }
         if status == states.STARTED:
             fields["date_started"] = Now()
-        self._upsert(self.TaskModel, using, {"task_id": task_id}, fields)
+        using = using or router.db_for_write(self.TaskModel)
+        ready = status in states.READY_STATES
+        with contextlib.nullcontext() if ready else unsynced(connections[using]):
+            self._upsert(self.TaskModel, using, {"task_id": task_id}, fields)
         return result
 
     def _save_group(self, group_id, group_result):
