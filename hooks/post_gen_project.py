@@ -23,6 +23,7 @@ OPTIONAL = {
         "taskqueue/beat.py",
         "taskqueue/management",
         "taskqueue/migrations",
+        "taskqueue/models.py",
         "taskqueue/tests/test_beat.py",
     ],
     ("result_backend", "django-cache"): ["taskqueue/tests/test_result_cache.py"],

@@ -1,9 +1,14 @@
 """The default project, end to end: a clean install, real worker and beat processes."""
 
 import os
+import re
+import signal
 import subprocess
+from datetime import datetime
+from itertools import pairwise
 
 from support.demo import generate, scenario
+from support.procfile import wait_until
 
 
 def test_default_project_end_to_end(tmp_path):
@@ -71,3 +76,43 @@ def test_beat_starts_over_a_stale_pidfile(bake):
     (project.path / "beat.pid").write_text(f"{finished.pid}\n")  # left by a killed beat
     project.start_beat()
     assert "Starting..." in project.processes[-1].output()
+
+
+EVERY_SECOND = """
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every = IntervalSchedule.objects.create(every=1, period="seconds")
+PeriodicTask.objects.create(name="tick", task="demoapp.tasks.add", args="[2, 3]", interval=every)
+"""
+SENDING = "Scheduler: Sending due task tick"
+
+
+def sends(beat):
+    """When `beat` sent the periodic task, from its log."""
+    stamps = re.findall(rf"^\[([\d-]+ [\d:,]+): INFO/MainProcess\] {SENDING}", beat.output(), re.M)
+    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f") for stamp in stamps]
+
+
+def test_a_second_beat_stands_by_until_the_first_is_killed(bake):
+    """Two `celery beat` processes on one database, a task due every second: the second sends
+    nothing while the first runs; once the first is killed (SIGKILL: no lease given back),
+    its lease expires and the second sends from then on."""
+    project = bake()
+    project.env["BEAT_LEASE_SECONDS"] = "3"
+    project.manage("migrate", "--no-input")
+    project.manage("shell", "-c", EVERY_SECOND)
+    first = project.start_beat("first")
+    first.wait_for("holds the lease: sending periodic tasks")
+    second = project.start_beat("second")
+    second.wait_for("holds the lease: standing by")
+    standing_by = len(sends(first))
+    wait_until(lambda: len(sends(first)) >= standing_by + 3, "three more sends")
+    assert sends(second) == []
+
+    first.stop(signal.SIGKILL)
+    killed = datetime.now()
+    second.wait_for(SENDING)
+    took_over = (sends(second)[0] - killed).total_seconds()
+    closest = min(b - a for a, b in pairwise(sorted(sends(first) + sends(second))))
+    print(f"FIGURES beat lease of 3 s: the first beat sent {len(sends(first))} and the second "
+          f"none while both ran; the second sent {took_over:.1f} s after the first was killed; "
+          f"the closest two sends were {closest.total_seconds():.2f} s apart")  # fmt: skip

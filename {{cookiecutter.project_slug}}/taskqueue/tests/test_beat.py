@@ -1,15 +1,18 @@
 import os
 import socket
 import time
+from datetime import timedelta
 
 import pytest
 from celery import current_app as celery_app
 from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from taskqueue.beat import Scheduler
+from taskqueue.models import BeatLease
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +87,49 @@ def test_each_tick_pings_systemds_watchdog(heartbeat, tmp_path, monkeypatch):
 def test_beat_uses_this_scheduler(settings):
     assert celery_app.conf.beat_scheduler == settings.CELERY_BEAT_SCHEDULER
     assert settings.CELERY_BEAT_SCHEDULER == "taskqueue.beat:Scheduler"
+
+
+LONG_AGO = timezone.now() - timedelta(hours=1)
+
+
+@pytest.fixture
+def sent(heartbeat, monkeypatch):
+    """The (scheduler, task name) of each periodic task sent, with one due every second."""
+    every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="every second", task="demoapp.tasks.add", interval=every, last_run_at=LONG_AGO
+    )
+    sent = []
+    monkeypatch.setattr(
+        Scheduler, "apply_async", lambda self, entry, **kwargs: sent.append((self, entry.name))
+    )
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_beat_sends_nothing_until_the_first_stops(sent):
+    first, second = Scheduler(app=celery_app), Scheduler(app=celery_app)
+    for _ in range(3):
+        first.tick()
+        second.tick()
+    assert (first.holding, second.holding) == (True, False)
+    assert sent and {scheduler for scheduler, _ in sent} == {first}
+
+    first.close()  # gives the lease back
+    PeriodicTask.objects.update(last_run_at=LONG_AGO)  # due again
+    second.tick()
+    assert second.holding
+    assert sent[-1] == (second, "every second")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_beat_that_stopped_renewing_loses_the_lease(sent):
+    first, second = Scheduler(app=celery_app), Scheduler(app=celery_app)
+    first.tick()
+    second.tick()
+    # As if the first beat had been killed, or cut off from the database, long enough ago.
+    BeatLease.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    second.tick()
+    first.tick()
+    assert (first.holding, second.holding) == (False, True)
+    assert BeatLease.objects.get().holder == second.lease.holder
