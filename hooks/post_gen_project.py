@@ -16,7 +16,11 @@ OPTIONAL = {
     ("use_flower", "y"): ["flowerconfig.py"],
     ("use_json_logs", "y"): ["taskqueue/logs.py", "taskqueue/tests/test_logs.py"],
     ("use_prometheus", "y"): ["taskqueue/metrics.py", "taskqueue/tests/test_metrics.py"],
-    ("use_opentelemetry", "y"): ["taskqueue/tracing.py", "taskqueue/tests/test_tracing.py"],
+    ("use_opentelemetry", "y"): [
+        "docs/trace.svg",
+        "taskqueue/tracing.py",
+        "taskqueue/tests/test_tracing.py",
+    ],
     ("use_celery_beat", "y"): [
         "deploy/systemd/celery-beat.service",
         "taskqueue/admin.py",

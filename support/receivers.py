@@ -125,8 +125,8 @@ class SentryReceiver(Receiver):
 
 class OtlpReceiver(Receiver):
     """An OpenTelemetry collector's OTLP/HTTP traces endpoint (protobuf): each item a span,
-    {"name", "kind", "trace_id", "span_id", "parent_id", "attributes", "pid"}, "pid" the
-    process.pid of its resource."""
+    {"name", "kind", "trace_id", "span_id", "parent_id", "attributes", "pid", "start", "end"},
+    "pid" the process.pid of its resource, "start" and "end" in nanoseconds since the epoch."""
 
     path = "/v1/traces"
     answer_type = "application/x-protobuf"
@@ -153,6 +153,8 @@ class OtlpReceiver(Receiver):
                         "parent_id": span.parent_span_id.hex(),
                         "attributes": attributes(span.attributes),
                         "pid": resource.get("process.pid"),
+                        "start": span.start_time_unix_nano,
+                        "end": span.end_time_unix_nano,
                     }
                     for span in scope_spans.spans
                 )

@@ -1,17 +1,43 @@
 """The observability options with real parts: a real worker, a real web server and real
-requests, read through what receives their logs."""
+requests, read through what receives their logs, on the embedded default and on Redis +
+PostgreSQL. The trace test draws its first trace; to refresh the picture the generated
+project ships, name it:
+
+    TRACE_PICTURE='{{cookiecutter.project_slug}}/docs/trace.svg' \
+        .venv/bin/python -m pytest tests/test_observability.py -k "trace and embedded"
+"""
 
 import json
+import os
 import secrets
+from pathlib import Path
 
 import pytest
 
+from support import waterfall
 from support.procfile import get, post, wait_until
 from support.receivers import OtlpReceiver, SentryReceiver
 from support.servers import free_port, prometheus
 
 # Django takes an unmasked CSRF secret (32 characters) in the cookie and the form alike.
 CSRF = secrets.token_hex(16)
+
+
+# Each test runs on the embedded default and on Redis + PostgreSQL.
+on_both = pytest.mark.parametrize(
+    "on_servers",
+    [False, pytest.param(True, marks=pytest.mark.servers)],
+    ids=["embedded-sqlite", "redis-postgresql"],
+)
+
+
+def deployed(project, request, on_servers):
+    """The project, moved to Redis and PostgreSQL by its environment when `on_servers`, as a
+    deployment would be."""
+    if on_servers:
+        project.env["CELERY_BROKER_URL"] = request.getfixturevalue("server")("redis").url
+        project.env["DATABASE_URL"] = request.getfixturevalue("database_url")("postgresql")
+    return project
 
 
 def start_site(project):
@@ -52,8 +78,9 @@ def json_lines(process):
     return lines
 
 
-def test_json_logs_name_the_task_and_the_request_that_sent_it(bake):
-    project = bake(use_json_logs="y")
+@on_both
+def test_json_logs_name_the_task_and_the_request_that_sent_it(bake, request, on_servers):
+    project = deployed(bake(use_json_logs="y"), request, on_servers)
     url = start_site(project)
     worker = project.processes[0]
 
@@ -100,8 +127,9 @@ PeriodicTask.objects.create(
 """
 
 
-def test_sentry_receives_errors_and_beat_s_check_ins(bake):
-    project = bake(use_sentry="y")
+@on_both
+def test_sentry_receives_errors_and_beat_s_check_ins(bake, request, on_servers):
+    project = deployed(bake(use_sentry="y"), request, on_servers)
     add_failing_view(project)
     with SentryReceiver() as sentry:
         project.env["SENTRY_DSN"] = sentry.dsn
@@ -143,16 +171,9 @@ def send_tasks(project, code):
     project.manage("shell", "-c", f"from demoapp.tasks import add\n{code}")
 
 
-@pytest.mark.parametrize(
-    "on_servers",
-    [False, pytest.param(True, marks=pytest.mark.servers)],
-    ids=["embedded-sqlite", "redis-postgresql"],
-)
+@on_both
 def test_prometheus_scrapes_task_counts_and_queue_lengths(bake, tmp_path, request, on_servers):
-    project = bake(use_prometheus="y")
-    if on_servers:  # moved by its environment, as a deployment would be
-        project.env["CELERY_BROKER_URL"] = request.getfixturevalue("server")("redis").url
-        project.env["DATABASE_URL"] = request.getfixturevalue("database_url")("postgresql")
+    project = deployed(bake(use_prometheus="y"), request, on_servers)
     project.env["METRICS_TOKEN"] = token = secrets.token_urlsafe()
     project.manage("migrate", "--no-input")
     web_port, worker_port = free_port(), free_port()
@@ -218,8 +239,9 @@ def query_of(parent):
     )
 
 
-def test_a_request_and_the_task_it_sends_form_one_trace(bake):
-    project = bake(use_opentelemetry="y")
+@on_both
+def test_a_request_and_the_task_it_sends_form_one_trace(bake, request, on_servers):
+    project = deployed(bake(use_opentelemetry="y"), request, on_servers)
     with OtlpReceiver() as otlp:
         project.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.endpoint
         project.manage("migrate", "--no-input")
@@ -233,6 +255,7 @@ def test_a_request_and_the_task_it_sends_form_one_trace(bake):
         url = f"http://127.0.0.1:{port}"
         session = staff_session(project, url)
 
+        database = "postgresql" if on_servers else "sqlite"
         runs = []
         for x in range(3):
             _, task_id = start_task(url, session, "add", x=x, y=1)
@@ -245,10 +268,15 @@ def test_a_request_and_the_task_it_sends_form_one_trace(bake):
             # The session's lookup, and the result's storing.
             for parent in (request, run):
                 query = otlp.wait_for(query_of(parent), f"query under {parent['name']}")
-                assert query["attributes"]["db.system"] == "sqlite"
+                assert query["attributes"]["db.system"] == database
             assert request["trace_id"] == publish["trace_id"] == run["trace_id"]
             assert request["pid"] == publish["pid"] == web.pid
             assert run["pid"] != worker.pid  # a pool process
             runs.append(run)
+        # The first: its pool process was waiting for it (the others waited for theirs to start).
+        trace = [span for span in otlp.items() if span["trace_id"] == runs[0]["trace_id"]]
     # Each run was its pool process's last, and its span arrived all the same.
     assert len({run["pid"] for run in runs}) == 3
+    picture = waterfall.svg(trace, {web.pid: "web"})
+    if (target := os.environ.get("TRACE_PICTURE")) and not on_servers:
+        Path(target).write_text(picture)

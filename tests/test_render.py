@@ -44,7 +44,7 @@ def text_files(root):
 TASKQUEUE_MIGRATIONS = ["0001_", "0002_"]
 # A path in `backticks` or a Markdown link, e.g. `deploy/systemd/celery-worker.service`.
 MENTIONED_PATH = re.compile(
-    r"(?:`|\]\()((?:[\w.-]+/)*[\w-]+\.(?:py|md|png|toml|ya?ml|service|timer))[`)]"
+    r"(?:`|\]\()((?:[\w.-]+/)*[\w-]+\.(?:py|md|png|svg|toml|ya?ml|service|timer))[`)]"
 )
 # A figure only a benchmark run can back, e.g. "133 -> 317" or "300 tasks/s".
 FIGURE = re.compile(r"\d\s*(?:->|→)\s*\d|tasks/s\b")
@@ -91,6 +91,7 @@ def test_render(bake, database_url, answers):
     assert len((root / "README.md").read_text().split()) < 1000
     assert (root / "docs" / "deployment.md").exists()
     assert (root / "docs" / "dashboard.png").exists() == (answers["include_demoapp"] == "y")
+    assert (root / "docs" / "trace.svg").exists() == (answers["use_opentelemetry"] == "y")
     for migrations in root.glob("*/migrations"):  # a new app's history starts clean
         numbers = sorted(p.name[:5] for p in migrations.glob("[0-9]*.py"))
         # taskqueue's is the template's: released migrations are never squashed.
