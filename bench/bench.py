@@ -8,6 +8,7 @@ the median of --repeat runs. Writes results.json, results.md and chart.png to --
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds
 
 from support import servers
 from support.project import TEMPLATE, Project, make_venv, run
+from support.receivers import OtlpReceiver, SentryReceiver
 
 BENCH = Path(__file__).resolve().parent
 INPROJECT = ("-m", "support.inproject")  # run inside a project, with support=True
@@ -76,6 +78,20 @@ UNFLUSHED = {
     "BENCH_UNFLUSHED": True,
     "DATABASES.default.OPTIONS.init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
+# The observability options, each measured on a project generated with it alone, switched on
+# as a production deployment would: Sentry and OpenTelemetry report to local receivers in
+# this process (support/receivers.py), the worker serves its metrics.
+OBSERVABILITY = {  # key: (option, label, environment)
+    "json-logs": ("use_json_logs", "JSON logs", {}),
+    "sentry": ("use_sentry", "Sentry (SENTRY_DSN set, no tracing)", {}),
+    "prometheus": ("use_prometheus", "Prometheus metrics (--metrics-port)", {}),
+    "opentelemetry": ("use_opentelemetry", "OpenTelemetry, every trace kept", {}),
+    "opentelemetry-sampled": (
+        "use_opentelemetry",
+        "OpenTelemetry, one trace in ten kept",
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    ),
+}
 
 
 @dataclass
@@ -89,6 +105,8 @@ class Variant:
     group: str = "matrix"  # matrix, side, candidate
     idle: bool = False  # also measure the idle worker's CPU
     restart: bool = False  # also restart PostgreSQL under it: are results still stored?
+    option: str = ""  # generated with this cookiecutter option "y" (OBSERVABILITY)
+    env: dict = field(default_factory=dict)  # for its processes
 
 
 def variants():
@@ -147,6 +165,9 @@ def variants():
         on(embedded, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
         on(embedded, "early-ack", "early acks (trade-off)", EARLY_ACK),
     ]  # fmt: skip
+    for key, (option, label, env) in OBSERVABILITY.items():
+        candidates.append(on(embedded, key, label, {}))
+        candidates[-1].option, candidates[-1].env = option, env
     return matrix + side + candidates
 
 
@@ -157,6 +178,8 @@ class Bench:
     def __init__(self, args, work):
         self.args, self.work = args, work
         self.servers, self.projects = {}, []
+        self.options = {}  # option -> the project generated with it
+        self.receivers = contextlib.ExitStack()
 
     def setup(self):
         """Two generated projects, one venv for both, the servers, the migrated databases."""
@@ -164,12 +187,18 @@ class Bench:
         self.db_path = generate(self.work / "db")
         self.cache_path = generate(self.work / "cache", result_backend="django-cache")
         (self.work / "bare").mkdir()
-        pyproject = self.db_path / "pyproject.toml"
+        for option in {option for option, _, _ in OBSERVABILITY.values()}:
+            self.options[option] = generate(self.work / option, **{option: "y"})
+        pyprojects = [self.db_path / "pyproject.toml"]
+        pyprojects += [path / "pyproject.toml" for path in self.options.values()]
         extras = ["--extra", "redis", "--extra", "postgresql"]
         # psycopg-pool: for the "pool" candidate only.
+        requirements = [arg for path in pyprojects for arg in ("-r", path)]
         self.python = make_venv(
-            self.work / "venv", sys.executable, ["-r", pyproject, *extras, "psycopg-pool"]
+            self.work / "venv", sys.executable, [*requirements, *extras, "psycopg-pool"]
         )
+        self.sentry = self.receivers.enter_context(SentryReceiver())
+        self.otlp = self.receivers.enter_context(OtlpReceiver())
         say("starting Redis, PostgreSQL and RabbitMQ")
         for kind in ("redis", "postgresql", "rabbitmq"):
             self.servers[kind] = getattr(servers, kind)(self.work / kind)
@@ -198,10 +227,20 @@ class Bench:
             env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
             env["BENCH_BASE_SETTINGS"] = "my_project.settings"
             env["BENCH_SETTINGS"] = json.dumps(v.settings)
+        if v.option == "use_sentry":
+            env["SENTRY_DSN"] = self.sentry.dsn
+        if v.option == "use_opentelemetry":
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp.endpoint
+        if v.option == "use_prometheus":
+            env["WORKER_METRICS_PORT"] = f"127.0.0.1:{servers.free_port()}"
+        env |= v.env
         path = self.cache_path if v.results == "django-cache" else self.db_path
+        path = self.options.get(v.option, path)
         bare = v.key in ("a-bare", "a-limit")
         project = Project(self.work / "bare" if bare else path, self.python, env)
         self.projects.append(project)
+        if v.option and not (path / "db.sqlite3").exists():
+            project.manage("migrate", "--no-input")
         return project
 
     def broker_url(self, broker):
@@ -347,7 +386,9 @@ class Bench:
         run([Path(sys.executable).with_name("cookiecutter"), "--no-input", TEMPLATE, "-o", folder])
         step("cookiecutter --no-input")
         path = folder / "my_project"
-        project = Project(path, make_venv(path / ".venv", sys.executable, editable=path))
+        # As uv installs by default, not compiled: each module is compiled on first import.
+        python = make_venv(path / ".venv", sys.executable, editable=path, compiled=False)
+        project = Project(path, python)
         self.projects.append(project)
         step("uv venv + install the project")
         project.manage("migrate", "--no-input")
@@ -365,6 +406,7 @@ class Bench:
             project.stop_all()
         for server in self.servers.values():
             server.stop()
+        self.receivers.close()
 
 
 def generate(folder, **answers):
@@ -504,8 +546,9 @@ def parse():
         "--only",
         nargs="+",
         metavar="TEXT",
-        help="only the variants and peers whose key contains TEXT, and (a); 'peers': "
-        "huey, django-q2, django-tasks-db, procrastinate and our rows beside them",
+        help="only the variants and peers whose key contains TEXT (or is KEY, for =KEY), "
+        "and (a); 'peers': huey, django-q2, django-tasks-db, procrastinate and our rows "
+        "beside them",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument(
@@ -547,7 +590,7 @@ def main():
         for v in variants()
         if v.key == "a-bare"
         or not args.only
-        or any(o in v.key for o in args.only)
+        or any(v.key == o[1:] if o.startswith("=") else o in v.key for o in args.only)
         or (chosen_peers and v.key in peers.OURS)
     ]
     now = datetime.now(timezone.utc)  # noqa: UP017 - datetime.UTC is Python 3.11+
