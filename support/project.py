@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -393,3 +394,25 @@ def cruft_create(template, out):
     project = out / "my_project"
     commit_all(project, "pristine render")
     return project
+
+
+def task_events(logs, event="received"):
+    """How many times each task was received (or succeeded), in these workers' logs."""
+    found = Counter()
+    for log in logs:
+        found.update(re.findall(rf"Task \S+\[([0-9a-f-]+)\] {event}", log))
+    return found
+
+
+def report_fault(what, outcome, logs, recovered=None):
+    """Print a fault test's FIGURES line from its wait_done() outcome and the workers' logs;
+    return (lost, succeeded twice)."""
+    again = sum(n - 1 for n in task_events(logs).values())
+    twice = sum(n > 1 for n in task_events(logs, "succeeded").values())
+    lost = outcome["sent"] - outcome["done"]
+    took = "" if recovered is None else f", recovered in {recovered:.1f} s"
+    print(
+        f"FIGURES {what}: {outcome['sent']} sent, {outcome['done']} done, {lost} lost,"
+        f" {again} delivered again, {twice} succeeded twice{took}; states {outcome['states']}"
+    )
+    return lost, twice

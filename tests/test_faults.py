@@ -7,15 +7,13 @@ that say SUCCESS: "N sent, N done, 0 lost". Figures and reasons: docs/reliabilit
 import itertools
 import json
 import os
-import re
 import signal
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.project import FAULTS_DRIVE, alive, pool_children
+from support.project import FAULTS_DRIVE, alive, pool_children, report_fault, task_events
 
 pytestmark = pytest.mark.servers
 
@@ -72,20 +70,12 @@ def start_worker(project):
 
 def deliveries(project, event="received"):
     """How many times each task was received (or succeeded), from the worker's log."""
-    log = (project.path / "worker.log").read_text(errors="replace")
-    return Counter(re.findall(rf"Task \S+\[([0-9a-f-]+)\] {event}", log))
+    return task_events([(project.path / "worker.log").read_text(errors="replace")], event)
 
 
 def report(what, broker, outcome, project):
-    again = sum(n - 1 for n in deliveries(project).values())
-    twice = sum(n > 1 for n in deliveries(project, "succeeded").values())
-    lost = outcome["sent"] - outcome["done"]
-    print(
-        f"FIGURES {what} on {broker}: {outcome['sent']} sent, {outcome['done']} done,"
-        f" {lost} lost, {again} delivered again, {twice} succeeded twice;"
-        f" states {outcome['states']}"
-    )
-    return lost
+    logs = [(project.path / "worker.log").read_text(errors="replace")]
+    return report_fault(f"{what} on {broker}", outcome, logs)[0]
 
 
 @pytest.mark.parametrize("broker", BROKERS)

@@ -17,13 +17,12 @@ import re
 import shlex
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
 
 from support import hosts, servers
-from support.project import Project, run, unit_command
+from support.project import Project, report_fault, run, task_events, unit_command
 
 pytestmark = [pytest.mark.servers, pytest.mark.multihost]
 
@@ -117,10 +116,7 @@ class Site:
 
     def runs(self, event="received"):
         """How many times each task was received (or succeeded), on any worker host."""
-        found = Counter()
-        for worker in self.processes.values():
-            found.update(re.findall(rf"Task \S+\[([0-9a-f-]+)\] {event}", worker.output()))
-        return found
+        return task_events([worker.output() for worker in self.processes.values()], event)
 
     def busy(self, host):
         """Send TASKS long tasks; once both processes on `host` run one that began less than
@@ -162,15 +158,8 @@ def deploy(bake, network, redis_server, postgresql_server, migrated):
 
 
 def report(what, site, outcome, recovered):
-    again = sum(n - 1 for n in site.runs().values())
-    twice = sum(n > 1 for n in site.runs("succeeded").values())
-    lost = outcome["sent"] - outcome["done"]
-    print(
-        f"FIGURES {what}: {outcome['sent']} sent, {outcome['done']} done, {lost} lost,"
-        f" {again} delivered again, {twice} run twice, recovered in {recovered:.1f} s;"
-        f" states {outcome['states']}"
-    )
-    return lost, twice
+    logs = [worker.output() for worker in site.processes.values()]
+    return report_fault(what, outcome, logs, recovered)
 
 
 def cut_for_a_while(host, other):
