@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -165,9 +165,10 @@ def variants():
         on(embedded, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
         on(embedded, "early-ack", "early acks (trade-off)", EARLY_ACK),
     ]  # fmt: skip
-    for key, (option, label, env) in OBSERVABILITY.items():
-        candidates.append(on(embedded, key, label, {}))
-        candidates[-1].option, candidates[-1].env = option, env
+    candidates += [
+        replace(on(embedded, key, label, {}), option=option, env=env)
+        for key, (option, label, env) in OBSERVABILITY.items()
+    ]
     return matrix + side + candidates
 
 

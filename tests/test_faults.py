@@ -68,14 +68,17 @@ def start_worker(project):
     return project.start_worker("worker", "--concurrency", CONCURRENCY)
 
 
+def worker_log(project):
+    return (project.path / "worker.log").read_text(errors="replace")
+
+
 def deliveries(project, event="received"):
     """How many times each task was received (or succeeded), from the worker's log."""
-    return task_events([(project.path / "worker.log").read_text(errors="replace")], event)
+    return task_events([worker_log(project)], event)
 
 
 def report(what, broker, outcome, project):
-    logs = [(project.path / "worker.log").read_text(errors="replace")]
-    return report_fault(f"{what} on {broker}", outcome, logs)[0]
+    return report_fault(f"{what} on {broker}", outcome, [worker_log(project)])[0]
 
 
 @pytest.mark.parametrize("broker", BROKERS)

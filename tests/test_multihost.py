@@ -114,9 +114,13 @@ class Site:
         """The worker's node name on `host`, from its banner."""
         return re.search(r"(\S+@\S+) v\d", self.processes[host.label].output())[1]
 
+    def logs(self):
+        """Each worker host's worker output."""
+        return [worker.output() for worker in self.processes.values()]
+
     def runs(self, event="received"):
         """How many times each task was received (or succeeded), on any worker host."""
-        return task_events([worker.output() for worker in self.processes.values()], event)
+        return task_events(self.logs(), event)
 
     def busy(self, host):
         """Send TASKS long tasks; once both processes on `host` run one that began less than
@@ -158,8 +162,7 @@ def deploy(bake, network, redis_server, postgresql_server, migrated):
 
 
 def report(what, site, outcome, recovered):
-    logs = [worker.output() for worker in site.processes.values()]
-    return report_fault(what, outcome, logs, recovered)
+    return report_fault(what, outcome, site.logs(), recovered)
 
 
 def cut_for_a_while(host, other):
