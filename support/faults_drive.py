@@ -3,7 +3,7 @@
 Run with the project's interpreter, from the project's folder, this repository on
 PYTHONPATH (Project.faults does):
 
-    python -m support.faults_drive SLUG send KIND COUNT IDS [PAUSE]  # slow, long, quick, query
+    python -m support.faults_drive SLUG send KIND COUNT IDS [PAUSE]  # slow long quick later query
     python -m support.faults_drive SLUG drop-connections SECONDS     # PostgreSQL ends others'
     python -m support.faults_drive SLUG victim IDS                   # a 2 s task: its PID
     python -m support.faults_drive SLUG busy NODE COUNT WITHIN       # ids it runs, started lately
@@ -39,13 +39,14 @@ TIMEOUT = 120  # seconds any wait may take
 
 def send(kind, count, ids, pause=0.0):
     """Send `count` idempotent tasks: slow ones (~0.3 s) or long ones (~4 s) on the "long"
-    queue, quick adds, or quick queries (count_widgets)."""
+    queue, quick adds, adds due in 20 s, or quick queries (count_widgets)."""
     from demoapp.tasks import add, count_widgets, long_task
 
     kinds = {
         "slow": lambda i: long_task.delay(3, 0.1),
         "long": lambda i: long_task.delay(40, 0.1),
         "quick": lambda i: add.delay(i, i),
+        "later": lambda i: add.apply_async((i, i), countdown=20),
         "query": lambda i: count_widgets.delay(),
     }
 

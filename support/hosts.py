@@ -14,10 +14,13 @@ its own, so `socket.gethostname()` (Celery's `%h`) is the host's.
         worker.unblock(redis_host)
         worker.power_off()                             # SIGKILL all it runs, link cut
 
+Each host's /etc/hosts names every host of the network (`ip netns exec` mounts
+/etc/netns/NAMESPACE/hosts there), as Erlang's node names need: rabbit@rabbit1.
+
 On leaving the block, every process running in a host is killed (by PID, found by its
-network namespace), and every namespace, veth and the bridge are deleted, even when the
-block raised. Needs root, `ip` (iproute2), `unshare` and `hostname`; `block` needs `nft`
-(nftables). `scripts/install-servers` installs them.
+network namespace), and every namespace, its /etc/netns folder, every veth and the bridge
+are deleted, even when the block raised. Needs root, `ip` (iproute2), `unshare` and
+`hostname`; `block` needs `nft` (nftables). `scripts/install-servers` installs them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -36,6 +40,7 @@ from pathlib import Path
 SUBNET = "10.251.0"  # /24: used by these namespaces only, never routed from the machine
 PREFIX = "ctb"  # bridge ctb<pid>, veths ctb<pid>v<n>, namespaces ctb<pid>-<label>
 NETNS = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")  # per namespace files `ip netns exec` mounts over /etc
 KILL_TIMEOUT = 10  # seconds for killed processes to go
 
 
@@ -163,6 +168,7 @@ class Host:
         with contextlib.suppress(RuntimeError):  # gone with a namespace deleted before
             _ip("link", "del", self.veth)
         _ip("netns", "del", self.netns)
+        shutil.rmtree(ETC_NETNS / self.netns, ignore_errors=True)
 
 
 class Network:
@@ -204,7 +210,21 @@ class Network:
         _ip(*inside, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _ip(*inside, "link", "set", "eth0", "up")
         _ip(*inside, "link", "set", "lo", "up")
+        self._name_hosts()
         return host
+
+    def _name_hosts(self) -> None:
+        """Write each host's /etc/hosts: localhost, and every host by its host name (the
+        first of the hosts that share one). Rewritten in place: a process already running
+        in a host reads the new names, through the mount of the same file."""
+        names = {}
+        for host in self.hosts:
+            names.setdefault(host.hostname, host.address)
+        lines = ["127.0.0.1 localhost", "::1 localhost"]
+        lines += [f"{address} {name}" for name, address in names.items()]
+        for host in self.hosts:
+            (ETC_NETNS / host.netns).mkdir(parents=True, exist_ok=True)
+            (ETC_NETNS / host.netns / "hosts").write_text("\n".join(lines) + "\n")
 
     def remove(self, host: Host) -> None:
         self.hosts.remove(host)
@@ -237,6 +257,8 @@ def remove_stale() -> None:
     for netns in filter(_stale, os.listdir(NETNS) if NETNS.is_dir() else []):
         kill_all(netns)
         _ip("netns", "del", netns)
+    for netns in filter(_stale, os.listdir(ETC_NETNS) if ETC_NETNS.is_dir() else []):
+        shutil.rmtree(ETC_NETNS / netns)
     links = [link["ifname"] for link in json.loads(_ip("-j", "link", "show"))]
     for name in sorted(filter(_stale, links), key=len, reverse=True):  # veths, then bridges
         with contextlib.suppress(RuntimeError):  # a veth goes with its peer

@@ -3,8 +3,9 @@
 Each server listens on 127.0.0.1 only, on a free port, keeps its data and log in
 the folder it is given (for servers that run as their own user, a link to a folder
 in /tmp until the tests exit: see _folder_for), and is stopped by its PID, never by
-a process name. Redis and PostgreSQL also run on a simulated host (support/hosts.py):
-there on their usual port, listening on the host's address too.
+a process name. Redis, PostgreSQL and RabbitMQ also run on a simulated host
+(support/hosts.py): there on their usual port, listening on the host's address too, and
+RabbitMQ's nodes on several hosts form a cluster (rabbitmq_cluster).
 `scripts/install-servers` installs the programs. Runs as root: PostgreSQL,
 RabbitMQ and MariaDB run as their own system users.
 
@@ -293,40 +294,60 @@ class _PostgreSQL(Server):
 
 @dataclass
 class _RabbitMQ(Server):
+    node: str = "rabbit@localhost"
+    config: str = ""  # rabbitmq.conf's lines
     dist_port: int = field(default_factory=free_port)  # Erlang distribution
     epmd_port: int = field(default_factory=free_port)  # our own Erlang port mapper
     user = "rabbitmq"
-    log_name, pid_name = "log/rabbit@localhost.log", "rabbitmq.pid"
+    pid_name = "rabbitmq.pid"
+    usual_port = 5672
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "log" / f"{self.node}.log"
 
     def _env(self) -> dict:
         # As root, the Debian wrappers run the server and rabbitmqctl as user
-        # rabbitmq with HOME=/var/lib/rabbitmq: both use the Erlang cookie there.
-        return os.environ | {
-            "RABBITMQ_NODENAME": "rabbit@localhost",
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        # rabbitmq with HOME=/var/lib/rabbitmq: both use the Erlang cookie there,
+        # which the nodes of a cluster must share.
+        env = os.environ | {
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": self.address,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_ADDRESS": self._addresses(","),
             "ERL_EPMD_PORT": str(self.epmd_port),
             "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.folder / "log"),
             "RABBITMQ_PID_FILE": str(self.folder / self.pid_name),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
         }
+        if not self.prefix:  # on this machine: Erlang's distribution on 127.0.0.1 only
+            interface = "-kernel inet_dist_use_interface {127,0,0,1}"
+            env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = interface
+        return env
+
+    def ctl(self, *args: str) -> str:
+        """Run rabbitmqctl against this node; its output."""
+        return _run([*self.prefix, binary("rabbitmqctl"), *args], self._env())
 
     def _launch(self) -> None:
         (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / "rabbitmq.conf").write_text(self.config)
         (self.folder / self.pid_name).unlink(missing_ok=True)  # stale after a kill -9
-        _run([binary("rabbitmq-server"), "-detached"], self._env())
-        pidfile = self.folder / self.pid_name
-        _run([binary("rabbitmqctl"), "wait", pidfile, "--timeout", "60"], self._env())
+        _run([*self.prefix, binary("rabbitmq-server"), "-detached"], self._env())
+        self.ctl("wait", str(self.folder / self.pid_name), "--timeout", "60")
 
     def _ready(self) -> bool:
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        return False
+        connect = f"exec 3<>/dev/tcp/{self.address}/{self.port}"  # where it is, this host
+        return _probe([*self.prefix, "bash", "-c", connect]) is not None
+
+    def join(self, other: _RabbitMQ) -> None:
+        """Make this node, just started, a member of `other`'s cluster."""
+        self.ctl("stop_app")
+        self.ctl("join_cluster", other.node)
+        self.ctl("start_app")
 
     # _stop_server(): RabbitMQ shuts down cleanly on SIGTERM, faster than rabbitmqctl.
     def stop(self) -> None:
@@ -337,7 +358,7 @@ class _RabbitMQ(Server):
 
     def epmd_pids(self) -> set[int]:
         """The port mapper the server started, found by its port (not by name)."""
-        ss = _run(["ss", "-Hltnp", f"sport = :{self.epmd_port}"])
+        ss = _run([*self.prefix, "ss", "-Hltnp", f"sport = :{self.epmd_port}"])
         return {int(pid) for pid in re.findall(r"pid=(\d+)", ss)}
 
 
@@ -435,8 +456,37 @@ def postgresql(folder: Path, host=None) -> Server:
     return _started(_PostgreSQL, "postgresql", url, folder, host)
 
 
-def rabbitmq(folder: Path) -> Server:
-    return _started(_RabbitMQ, "rabbitmq", "amqp://guest:guest@{address}:{port}//", folder)
+def rabbitmq(folder: Path, host=None, config: str = "") -> Server:
+    """A RabbitMQ node, with `config` as its rabbitmq.conf; on a simulated host, one that
+    can join others (`join`): named rabbit@HOSTNAME, with Erlang's port mapper and
+    distribution on their usual ports."""
+    if host is None:
+        url = "amqp://guest:guest@{address}:{port}//"
+        return _started(_RabbitMQ, "rabbitmq", url, folder, config=config)
+    fields = {"node": f"rabbit@{host.hostname}", "dist_port": 25672, "epmd_port": 4369}
+    fields["config"] = config
+    url = "amqp://{address}:{port}//"  # guest connects from 127.0.0.1 only: add a user
+    return _started(_RabbitMQ, "rabbitmq", url, folder, host, **fields)
+
+
+def rabbitmq_cluster(folders: list[Path], hosts: list, config: str = "") -> list[Server]:
+    """A RabbitMQ cluster: a node on each of `hosts`, all joined to the first. Each node's
+    url has the user celery (password celery), which may connect from any host."""
+    nodes = []
+    try:
+        for folder, host in zip(folders, hosts, strict=True):
+            nodes.append(rabbitmq(folder, host, config))
+            if len(nodes) > 1:
+                nodes[-1].join(nodes[0])
+        nodes[0].ctl("add_user", "celery", "celery")
+        nodes[0].ctl("set_permissions", "-p", "/", "celery", ".*", ".*", ".*")
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    for node in nodes:
+        node.url = node.url.replace("amqp://", "amqp://celery:celery@")
+    return nodes
 
 
 def mariadb(folder: Path) -> Server:

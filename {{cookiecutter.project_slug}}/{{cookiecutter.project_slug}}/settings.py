@@ -303,7 +303,8 @@ SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[]))
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 
 # filesystem:// (the embedded broker, no server: taskqueue/broker.py),
-# redis://host:6379/0 or amqp://user:pass@host:5672//
+# redis://host:6379/0 or amqp://user:pass@host:5672//; for a RabbitMQ cluster, each
+# node's URL, separated by ";": a client moves to the next when one fails.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
 # A worker started before its broker waits for it instead of exiting.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -340,6 +341,26 @@ CELERY_TASK_ROUTES = {"demoapp.tasks.long_task": {"queue": "long"}}
 # Send a task there with {"app.tasks.name": {"queue": "long"}}.
 CELERY_TASK_ROUTES = {}
 {%- endif %}
+if CELERY_BROKER_URL.startswith(("amqp:", "amqps:", "pyamqp:")):
+    # On RabbitMQ, quorum queues: each is kept on every node of a cluster, so that
+    # losing a node loses no task. Celery then keeps countdown and ETA tasks in
+    # RabbitMQ until they are due (native delayed delivery), which needs a topic
+    # exchange, where each queue is bound by its own name.
+    CELERY_TASK_QUEUES = [
+        Queue(queue.name, routing_key=queue.name, queue_arguments={"x-queue-type": "quorum"})
+        for queue in CELERY_TASK_QUEUES
+    ]
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
+    # A worker whose node went silent (its machine lost, a cable cut) notices at
+    # its next heartbeat and moves to another node: one every 15 s, not every 60.
+    CELERY_BROKER_HEARTBEAT = 30
+    # A process connecting for the first time tries the next node when one does not
+    # answer, for up to 20 s in all: kombu's default is the connect timeout, 4 s,
+    # which the first node alone can use up.
+    CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("connect_retries_timeout", 20)
+    CELERY_WORKER_CONSUMER = "taskqueue.rabbitmq:Consumer"
 
 # Acknowledge a task after it ran, and requeue it if its process dies, so a
 # killed worker loses no task. Tasks must therefore be safe to run twice.
