@@ -309,6 +309,40 @@ def quorum_queue(node, name):
     return next(queue for queue in found if queue["name"] == name)
 
 
+def cluster_url(rabbitmq_cluster):
+    """CELERY_BROKER_URL for the cluster: every node, the first first."""
+    return ";".join(node.url for _, node in rabbitmq_cluster)
+
+
+# RabbitMQ requeues a dead consumer's tasks once missed heartbeats close its connection: it
+# checks every heartbeat timeout (the generated 30 s) and gives up at the second check with
+# nothing received, up to 3 timeouts after the last frame; plus the task itself and room
+# for the waiting process to start on a busy machine.
+HEARTBEAT_PROMISED = 3 * 30 + LONG + 15
+
+
+def test_rabbitmq_worker_host_powered_off(deploy, rabbitmq_cluster):
+    """As test_worker_host_powered_off, on the RabbitMQ cluster: RabbitMQ notices the dead
+    worker by its missed heartbeats, not a timeout of its own, and hands its two tasks to
+    the other host."""
+    site = deploy(rabbitmq=cluster_url(rabbitmq_cluster))
+    lost_host, other = site.workers
+    site.start_workers(*site.workers)
+    held = site.busy(lost_host)
+    cut_at = time.time()
+    lost_host.power_off()
+
+    (site.project.path / "held.txt").write_text("\n".join(held))
+    again = site.sender.wait_done(ids="held.txt", timeout=HEARTBEAT_PROMISED)
+    finished = site.finished(held)
+    recovered = max(row["at"] for row in finished.values()) - cut_at
+    outcome = site.sender.wait_done()
+    lost, twice = report("worker host powered off, RabbitMQ", site, outcome, recovered)
+    assert again["done"] == 2, f"not done within {HEARTBEAT_PROMISED} s: {again}"
+    assert {row["worker"] for row in finished.values()} == {site.node(other)}
+    assert outcome["done"] == outcome["sent"] == TASKS and lost == twice == 0, outcome
+
+
 SENT = 300  # add tasks, one each PAUSE seconds or more
 PAUSE = 0.05
 CUT_AFTER = 100  # sent, then the leader's host loses power
@@ -325,8 +359,7 @@ def test_rabbitmq_node_holding_the_queue_lost(deploy, rabbitmq_cluster):
     client connects first) loses power while the web sends and the workers run: the web
     goes on sending after a pause, through another node; every task whose send returned is
     done; a new leader holds the queue."""
-    urls = ";".join(node.url for _, node in rabbitmq_cluster)
-    site = deploy(rabbitmq=urls)
+    site = deploy(rabbitmq=cluster_url(rabbitmq_cluster))
     site.start_workers(*site.workers)
     site.sender.send(LATER, "later", ids="later.txt")
     ids = site.project.path / "ids.txt"
