@@ -94,8 +94,12 @@ def database_url(request):
 def server_group(item):
     """The xdist group of a test that uses real servers: "faults" for the tests that stop
     and restart them (test_faults.py), "multihost" for those that run servers of their own
-    on simulated hosts (test_multihost.py), "servers" for the others. Each group runs in one
-    pytest process and starts each server once: a restart never hits a test beside it."""
+    on simulated hosts (test_multihost.py; its RabbitMQ cluster's tests, which mostly wait
+    for RabbitMQ, in a group of their own, free to run beside the others), "servers" for
+    the others. Each group runs in one pytest process and starts each server once: a
+    restart never hits a test beside it."""
+    if item.path.name == "test_multihost.py" and "rabbitmq" in item.name:
+        return "multihost-rabbitmq"
     groups = {"test_faults.py": "faults", "test_multihost.py": "multihost"}
     return groups.get(item.path.name, "servers")
 
