@@ -32,6 +32,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -472,12 +473,15 @@ def rabbitmq(folder: Path, host=None, config: str = "") -> Server:
 def rabbitmq_cluster(folders: list[Path], hosts: list, config: str = "") -> list[Server]:
     """A RabbitMQ cluster: a node on each of `hosts`, all joined to the first. Each node's
     url has the user celery (password celery), which may connect from any host."""
-    nodes = []
+    with ThreadPoolExecutor(len(hosts)) as pool:  # each takes seconds to boot: all at once
+        starts = [pool.submit(rabbitmq, folder, host, config)
+                  for folder, host in zip(folders, hosts, strict=True)]  # fmt: skip
+    nodes = [start.result() for start in starts if not start.exception()]
     try:
-        for folder, host in zip(folders, hosts, strict=True):
-            nodes.append(rabbitmq(folder, host, config))
-            if len(nodes) > 1:
-                nodes[-1].join(nodes[0])
+        for failed in filter(None, (start.exception() for start in starts)):
+            raise failed
+        for node in nodes[1:]:
+            node.join(nodes[0])
         nodes[0].ctl("add_user", "celery", "celery")
         nodes[0].ctl("set_permissions", "-p", "/", "celery", ".*", ".*", ".*")
     except BaseException:

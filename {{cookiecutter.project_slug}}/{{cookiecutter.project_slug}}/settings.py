@@ -360,6 +360,8 @@ if CELERY_BROKER_URL.startswith(("amqp:", "amqps:", "pyamqp:")):
     # answer, for up to 20 s in all: kombu's default is the connect timeout, 4 s,
     # which the first node alone can use up.
     CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("connect_retries_timeout", 20)
+    # With a node down, Celery's own would hold each reconnecting worker up for
+    # about 40 s (taskqueue/rabbitmq.py).
     CELERY_WORKER_CONSUMER = "taskqueue.rabbitmq:Consumer"
 
 # Acknowledge a task after it ran, and requeue it if its process dies, so a
