@@ -25,7 +25,7 @@ from pathlib import Path
 import peers
 import report
 from cookiecutter.main import cookiecutter
-from cpu import children_cpu, cpu_seconds, idle_cpu_pct, machine_busy_seconds
+from cpu import cpu_per_task, idle_cpu_pct
 
 from support import servers
 from support.project import TEMPLATE, Project, make_venv, run
@@ -275,19 +275,10 @@ class Bench:
             if v.idle:
                 out["idle_cpu_pct"] = idle_cpu_pct(worker.pid, self.args.idle_seconds)
             out |= self.checked(worker, project, "latency", self.args.samples)
-            trees, alone = {"pool": [worker.pid]} | self.server_pids(v), {"main": worker.pid}
-            before, busy = cpu_seconds(trees, alone), machine_busy_seconds()
-            client, started = children_cpu(), time.monotonic()
-            out |= self.checked(worker, project, "throughput", self.args.tasks)
-            used = {k: cpu - before[k] for k, cpu in cpu_seconds(trees, alone).items()}
-            used["pool"] -= used["main"]  # the worker's whole tree, less its main process
-            used["client"] = out.pop("client_cpu_s")  # while sending and waiting
-            out["cpu_ms_per_task"] = {k: 1000 * s / self.args.tasks for k, s in used.items()}
-            # What else the machine did meanwhile: other programs, the client's start-up.
-            ours = sum(used.values()) - used["client"] + children_cpu() - client
-            out["other_cores"] = (machine_busy_seconds() - busy - ours) / (
-                time.monotonic() - started
-            )
+            out |= cpu_per_task(
+                lambda: self.checked(worker, project, "throughput", self.args.tasks),
+                self.args.tasks, worker.pid, self.server_pids(v),
+            )  # fmt: skip
             if out["stored"] < self.args.tasks:
                 raise RuntimeError(f"{v.key}: {out['stored']} of {self.args.tasks} results stored")
             return out

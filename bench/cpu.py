@@ -60,6 +60,25 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
+def cpu_per_task(call, tasks, worker_pid, servers):
+    """Run call(), a client that sends `tasks` tasks and returns its figures with its own
+    CPU seconds (client_cpu_s); its figures with the CPU milliseconds per task of each part
+    (main: the worker's main process; pool: the rest of the worker's process tree; each of
+    `servers`, {name: [root pids]}; client) and other_cores: what else the machine did
+    meanwhile (other programs, the client's start-up), in cores."""
+    trees, alone = {"pool": [worker_pid]} | servers, {"main": worker_pid}
+    before, busy = cpu_seconds(trees, alone), machine_busy_seconds()
+    children, started = children_cpu(), time.monotonic()
+    out = call()
+    used = {k: cpu - before[k] for k, cpu in cpu_seconds(trees, alone).items()}
+    used["pool"] -= used["main"]  # the worker's whole tree, less its main process
+    used["client"] = out.pop("client_cpu_s")  # while sending and waiting
+    out["cpu_ms_per_task"] = {k: 1000 * s / tasks for k, s in used.items()}
+    ours = sum(used.values()) - used["client"] + children_cpu() - children
+    out["other_cores"] = (machine_busy_seconds() - busy - ours) / (time.monotonic() - started)
+    return out
+
+
 def idle_cpu_pct(pid, seconds):
     """Percent of one core the process tree of `pid` used over `seconds`, after 1 s of
     start-up."""

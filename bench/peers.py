@@ -5,10 +5,11 @@ generated project, of the bench's .venv and of each other's way: each brings the
 psycopg it wants), its own folder in the run's work folder, and its worker started as its
 docs recommend for one machine, with 2 workers (PEERS). bench/peer/client.py, run in the
 peer's venv, sends `add` and reads each result where the peer stores it (bench/peer/
-*_app.py). Per repeat: the worker tree's idle CPU, round trips, throughput; once a run:
-throughput with BACKLOG tasks waiting, the read-modify-write counter, and the tasks a
-kill -9 of the worker loses, for our embedded default too (the last two through the same
-client: bench/peer/celery_app.py).
+*_app.py). Per repeat: the worker tree's idle CPU, round trips, throughput and the CPU per
+task of each process; once a run, for our rows too (through the same client:
+bench/peer/celery_app.py): throughput with BACKLOG tasks waiting, the 50 ms asleep task,
+round trips with IN_FLIGHT tasks sent together, throughput of SCALE tasks, the
+read-modify-write counter, and the tasks a kill -9 of the worker loses.
 """
 
 import json
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
-from cpu import idle_cpu_pct
+from cpu import cpu_per_task, idle_cpu_pct
 
 from support import servers
 from support.project import Project, make_venv, run
@@ -29,6 +30,9 @@ CLIENT = ("-m", "client")  # bench/peer/client.py, with PEER on PYTHONPATH and s
 BACKLOG, QUICK_BACKLOG = 20_000, 2_000  # tasks waiting when the worker starts
 WARMUP = 200  # results read before the backlog run's timing starts, as backlog_check's
 SETTLE = 20  # seconds, after a restart and the peer's own redelivery delay, for the rest
+NAPS, QUICK_NAPS = 400, 40  # 50 ms asleep each: at most 40 a second on 2 workers
+IN_FLIGHT = (10, 100)  # tasks sent together (one at a time: the round trips of measure())
+SCALE, QUICK_SCALE = 20_000, 2_000  # tasks sent at once, beside --tasks
 # Ours in the peers table: the embedded default, and beside procrastinate our PostgreSQL
 # rows; each with what its kill -9 check changes. Redis hands a dead worker's tasks out again
 # once visibility_timeout has passed (600 s as generated, swept every 100 s): here 30 s,
@@ -70,15 +74,16 @@ PEERS = [
     Peer("huey", "huey: SqliteHuey", "huey_app",
          ["python", "-m", "huey.bin.huey_consumer", "huey_app.huey", "-w", "2", "-k", "thread"],
          "Huey consumer started", "SqliteHuey (queue and results in one SQLite file, WAL, "
-         "its defaults); `huey_consumer -w 2 -k thread`: threads, huey's default worker type, "
-         "its docs' choice for tasks that are not CPU-bound; results read with preserve=True",
+         "its defaults, so SQLite's synchronous=FULL: each commit on the disk, as ours); "
+         "`huey_consumer -w 2 -k thread`: threads, huey's default worker type, its docs' "
+         "choice for tasks that are not CPU-bound; results read with preserve=True",
          ("huey",), no_counter="not run: SqliteHuey gives its tasks no database to update "
          "in a transaction (no Django, no ORM)"),
     Peer("django-q2", "django-q2: ORM broker, SQLite", "djangoq_app", [*DJANGO, "qcluster"],
          "running.", "Django 5.2 on SQLite with the generated project's SQLite options (WAL, "
-         "IMMEDIATE, 20 s timeout); Q_CLUSTER as its ORM broker docs give it (orm default, "
-         "timeout 90, retry 120, queue_limit 50, bulk 10), workers 2, save_limit 0 so no "
-         "result is deleted before it is read; `manage.py qcluster`",
+         "synchronous=FULL, IMMEDIATE, 20 s timeout); Q_CLUSTER as its ORM broker docs give "
+         "it (orm default, timeout 90, retry 120, queue_limit 50, bulk 10), workers 2, "
+         "save_limit 0 so no result is deleted before it is read; `manage.py qcluster`",
          ("django-q2", "django"), setup=(MIGRATE,),
          redeliver_s=120),
     Peer("django-tasks-db", "django-tasks-db: db_worker, SQLite", "dtasks_app",
@@ -115,8 +120,8 @@ def chosen(only):
 class Runner:
     """One queue to measure: its folder and venv (a Project), its worker, its client."""
 
-    def __init__(self, project, app, launch, redeliver_s=0, no_counter=""):
-        self.project, self.app, self.launch = project, app, launch
+    def __init__(self, project, app, launch, servers, redeliver_s=0, no_counter=""):
+        self.project, self.app, self.launch, self.servers = project, app, launch, servers
         self.redeliver_s, self.no_counter, self.starts = redeliver_s, no_counter, count(1)
 
     def start(self, name):
@@ -135,10 +140,11 @@ def peer_runner(bench, peer):
     python = make_venv(folder / "venv", sys.executable, requirements)
     env = {"PYTHONPATH": str(PEER), "PEER": peer.key, "PEER_DB": str(folder / "peer.sqlite3"),
            "DJANGO_SETTINGS_MODULE": "django_settings"}  # fmt: skip
+    pids = {}  # the servers whose CPU counts: the database's, where it is one
     if peer.database == "postgresql":
-        env["PEER_DATABASE_URL"] = servers.create_database(
-            bench.servers["postgresql"], peer.key.replace("-", "_")
-        )
+        postgresql = bench.servers["postgresql"]
+        env["PEER_DATABASE_URL"] = servers.create_database(postgresql, peer.key.replace("-", "_"))
+        pids["database"] = [postgresql._pid()]
     project = Project(folder, python, env)
     bench.projects.append(project)
     for command in peer.setup:
@@ -149,19 +155,24 @@ def peer_runner(bench, peer):
         worker.wait_for(peer.ready)
         return worker
 
-    return Runner(project, peer.app, launch, peer.redeliver_s, peer.no_counter)
+    return Runner(project, peer.app, launch, pids, peer.redeliver_s, peer.no_counter)
 
 
 def our_runner(bench, v):
     """Variant `v` of the generated project, driven by the peers' client (celery_app.py)."""
     base = bench.project(v)
     settings, redeliver_s, _ = OURS[v.key]
-    env = base.env | settings | {"PYTHONPATH": f"{PEER}:{base.env['PYTHONPATH']}",
-                                 "PEER_SLUG": base.slug}  # fmt: skip
+    assert "BENCH_SETTINGS" not in base.env, "a peers row is the generated settings"
+    env = base.env | settings | {
+        "PYTHONPATH": f"{PEER}:{base.env['PYTHONPATH']}", "PEER_SLUG": base.slug,
+        # The generated settings and, for the worker, the peers' nap task (celery_nap.py).
+        "DJANGO_SETTINGS_MODULE": "bench_settings", "BENCH_BASE_SETTINGS": f"{base.slug}.settings",
+        "BENCH_SETTINGS": json.dumps({"CELERY_IMPORTS": ["celery_nap"]}),
+    }  # fmt: skip
     project = Project(base.path, base.python, env)
     bench.projects.append(project)
     shutil.rmtree(project.path / ".broker", ignore_errors=True)  # no earlier messages
-    return Runner(project, "celery_app", project.start_worker, redeliver_s)
+    return Runner(project, "celery_app", project.start_worker, bench.server_pids(v), redeliver_s)
 
 
 def versions(runner, packages):
@@ -175,7 +186,8 @@ def measure(runner, args):
     try:
         out = {"idle_cpu_pct": idle_cpu_pct(worker.pid, args.idle_seconds)}
         out |= runner.client("latency", args.samples)
-        out |= runner.client("throughput", args.tasks)
+        out |= cpu_per_task(lambda: runner.client("throughput", args.tasks), args.tasks,
+                            worker.pid, runner.servers)  # fmt: skip
     finally:
         worker.stop()
     if out["stored"] < args.tasks:
@@ -208,6 +220,20 @@ def backlog(runner, waiting, tasks):
     name = f"drain-{waiting}-{next(runner.starts)}"
     out = drained(runner.project, name, reader, lambda: runner.start("worker-backlog"))
     return {"waiting": waiting} | out
+
+
+def workloads(runner, args):
+    """On one fresh worker: the 50 ms asleep task's throughput, round trips with IN_FLIGHT
+    tasks sent together, and the throughput of SCALE tasks sent at once."""
+    worker = runner.start("worker-workloads")
+    try:
+        out = {"naps": attempt(runner.client, "naps", QUICK_NAPS if args.quick else NAPS)}
+        for at_once in IN_FLIGHT:
+            out[f"in_flight_{at_once}"] = attempt(runner.client, "inflight", at_once, args.samples)
+        out["scale"] = attempt(runner.client, "throughput", QUICK_SCALE if args.quick else SCALE)
+        return out
+    finally:
+        worker.stop()
 
 
 def counter(runner, tasks):
@@ -270,10 +296,11 @@ def run_all(bench, peers, ours, results, args, say, save):
             entry["peers_config"] = OURS[v.key][2]
         checks.append((v.key, our_runner(bench, v), entry))
     for key, runner, entry in checks:
-        say(f"{key}: {waiting} tasks waiting; the counter; kill -9 mid-run")
+        say(f"{key}: {waiting} tasks waiting; naps, in flight, at scale; the counter; kill -9")
         # Ours too: the same reader as the peers' (bench.py's own backlog runs are kept).
         entry["peers_backlog"] = {str(n): attempt(backlog, runner, n, args.tasks)
                                  for n in (0, waiting)}  # fmt: skip
+        entry["workloads"] = attempt(workloads, runner, args)
         entry["counter"] = attempt(counter, runner, args.tasks)
         entry["kill"] = attempt(kill, runner, args.tasks)
         save(results, args.out)

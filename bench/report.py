@@ -50,7 +50,10 @@ def summarize(runs):
     out = {k: median([r[k] for r in runs if k in r]) for k in FIGURES}
     rates = [r["tasks_per_s"] for r in runs]
     out["tasks_per_s_range"] = (min(rates), max(rates))
-    out["cpu_ms_per_task"] = {k: median([r["cpu_ms_per_task"][k] for r in runs]) for k in CPU_PARTS}
+    out["cpu_ms_per_task"] = {
+        k: median([r["cpu_ms_per_task"].get(k, 0) for r in runs if "cpu_ms_per_task" in r])
+        for k in CPU_PARTS
+    }
     return out
 
 
@@ -326,19 +329,18 @@ def peer_rows(report):
             versions = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
             figures = e.get("error") or figures_of(e["runs"])
             rows.append((e["label"], versions, figures, e.get("peers_backlog"), e.get("kill"),
-                         e["results"], e.get("counter")))  # fmt: skip
+                         e["results"], e.get("counter"), e.get("workloads")))  # fmt: skip
         elif key in by and "summary" in by[key]:
             e = by[key]
             rows.append((label, ours_versions, e["summary"], e.get("peers_backlog"),
-                         e.get("kill"), "read back (TaskResult rows)",
-                         e.get("counter")))  # fmt: skip
+                         e.get("kill"), "read back (TaskResult rows)", e.get("counter"),
+                         e.get("workloads")))  # fmt: skip
     return rows
 
 
 def figures_of(runs):
     ok = [r for r in runs if "error" not in r]
-    keys = ("p50_ms", "p95_ms", "tasks_per_s", "idle_cpu_pct")
-    return {k: median([r[k] for r in ok if k in r]) for k in keys} if ok else runs[-1]["error"]
+    return summarize(ok) if ok else runs[-1]["error"]
 
 
 def backlog_rate(backlog, waiting):
@@ -394,7 +396,7 @@ def peers_markdown(report):
         "",
     ]  # fmt: skip
     rows = []
-    for label, versions, s, backlog, kill, results, count in peer_rows(report):
+    for label, versions, s, backlog, kill, results, count, _ in peer_rows(report):
         if isinstance(s, str):  # the peer could not be set up or failed every run
             rows.append((label, versions or "–", *["failed: " + s[-200:]] * 6, results))
             continue
@@ -409,12 +411,74 @@ def peers_markdown(report):
          "(sent − done)", "results"],
         rows,
     )  # fmt: skip
+    lines += workloads_markdown(report)
     lines += ["", "How each peer was set up:", ""]
     lines += [f"- **{e['label']}**: {e['config']}." for e in report.get("peers", {}).values()]
     ours = {key: label for key, label in OURS if label}
     lines += [f"- **{ours[key]}**: {e['peers_config']}." for key, e in report["variants"].items()
               if key in ours and "peers_config" in e]  # fmt: skip
     return lines
+
+
+NAP_CEILING = 2 / 0.05  # tasks/s: 2 workers, each task asleep for 50 ms
+
+
+def workload_cells(workloads, rate):
+    """The nap, in-flight and many-tasks cells of one row; `rate`: its --tasks throughput."""
+
+    def cell(key, show):
+        run = workloads if "error" in (workloads or {}) else (workloads or {}).get(key)
+        if not run:
+            return NOT_MEASURED
+        return "failed: " + run["error"][-200:] if "error" in run else show(run)
+
+    def many(r):
+        return f"{fmt(r['tasks_per_s'])} ({r['tasks']:,} tasks; {ratio(r['tasks_per_s'], rate)} ×)"
+
+    def naps(r):
+        return f"{fmt(r['tasks_per_s'], 1)} ({ratio(r['tasks_per_s'], NAP_CEILING)} ×)"
+
+    def trip(r):
+        return f"{fmt(r['p50_ms'], 1)} / {fmt(r['p95_ms'], 1)}"
+
+    return (
+        cell("naps", naps),
+        cell("in_flight_10", trip),
+        cell("in_flight_100", trip),
+        cell("scale", many),
+    )
+
+
+def workloads_markdown(report):
+    """The peers' second table: CPU per task by process, then the other workloads."""
+    args = report["args"]
+    lines = [
+        "", "#### Peers, more work: CPU per task, a task that waits, more in flight, more tasks",
+        "",
+        "CPU ms per task, while the throughput runs above sent and read their tasks: the worker's "
+        "main process / the rest of its process tree (pool processes; the db_worker processes "
+        "of django-tasks-db, whose tree's root is a shell) / the database server (PostgreSQL; "
+        "SQLite runs inside each process) / the broker server (Redis) / the client, sending "
+        "the tasks and reading each result; medians of the same runs. Once a run, on one fresh "
+        "worker: nap, a task asleep for 50 ms that returns True (I/O-bound; 2 workers make at "
+        f"most {NAP_CEILING:.0f} a second: ÷ that), sent at once until each result can be "
+        "read; round trips of `add` tasks sent 10 and 100 together (rounds of that many, each "
+        "task timed from its send until its result is read); the throughput of many more "
+        f"`add` tasks sent at once (÷ the {args['tasks']} tasks' median).",
+        "",
+    ]  # fmt: skip
+    rows = []
+    for label, _, s, *_, workloads in peer_rows(report):
+        if isinstance(s, str):
+            rows.append((label, *["failed: " + s[-200:]] * 5))
+            continue
+        cpu = NOT_MEASURED if s["cpu_ms_per_task"]["client"] is None else cpu_split(s)
+        rows.append((label, cpu, *workload_cells(workloads, s["tasks_per_s"])))
+    return lines + table(
+        ["queue", "CPU ms per task: " + " / ".join(CPU_PARTS), "nap: tasks/s",
+         "round trip p50 / p95, ms, 10 in flight", "100 in flight", "tasks/s, many tasks"],
+        rows,
+    )  # fmt: skip
 
 
 def peers_chart(report, path):

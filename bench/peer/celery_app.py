@@ -7,6 +7,7 @@ import os
 from support.inproject import load
 
 add = load(os.environ["PEER_SLUG"])
+from celery_nap import nap  # noqa: E402 - CELERY_IMPORTS in the worker (bench/peers.py)
 from demoapp.models import Counter  # noqa: E402 - after load(): django.setup()
 from demoapp.tasks import increment_counter  # noqa: E402
 from django_celery_results.models import TaskResult  # noqa: E402
@@ -22,6 +23,10 @@ def send_counter(name):
 
 def value(name):
     return Counter.objects.get(name=name).value
+
+
+def send_nap():
+    return nap.delay().id
 
 
 def read(task_id):

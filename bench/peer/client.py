@@ -2,6 +2,8 @@
 
     python -m client APP latency SAMPLES        round trips one at a time (inproject's loop)
     python -m client APP throughput TASKS       TASKS tasks at once, until each can be read
+    python -m client APP naps TASKS             the same with the 50 ms asleep task, nap
+    python -m client APP inflight AT_ONCE SAMPLES  round trips of AT_ONCE tasks sent together
     python -m client APP fill TASKS IDS         empty the store, send TASKS, ids into IDS
     python -m client APP drain FIRST LAST       tasks/s between the FIRST and LAST result
     python -m client APP wait IDS COUNT         until COUNT of the results in IDS are read
@@ -12,22 +14,24 @@
 Run in the queue's folder (the generated project's, for celery_app), with bench/peer/ and
 this repository on PYTHONPATH (bench/peers.py does). APP is a module of bench/peer/
 (*_app.py) with send(x, y) -> an id, read(id) -> the result, None until it can be read,
-stored() (how many results are stored), and reset() (empty queue and results); optionally
+stored() (how many results are stored), reset() (empty queue and results), and
+send_nap() -> an id: a task asleep for 50 ms that returns True (an I/O-bound task); optionally
 start() (before sending), recover() (what the peer's docs do after a worker died), and,
 where tasks have a transactional database, send_counter(name) and value(name): the
 generated project's increment_counter.
-Every command sends `add` and prints one JSON document on stdout.
+Every command but naps and counter sends `add`; each prints one JSON document on stdout.
 """
 
 import importlib
 import json
+import resource
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.inproject import TIMEOUT, WAIT_POLL, latency
+from support.inproject import POLL, TIMEOUT, WAIT_POLL, latency, percentile
 
 RECOVER_EVERY = 5  # seconds between recover() calls while settling
 
@@ -86,16 +90,50 @@ def collect(app, ids, seconds=TIMEOUT, until=None, ordered=True, marks=(), recov
     return done, reached
 
 
-def throughput(app, tasks, timeout=TIMEOUT):
-    """Send `tasks` tasks, wait until each result can be read; first send to last read."""
+def own_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(app, tasks, timeout=TIMEOUT, send=None):
+    """Send `tasks` tasks (send(i) each; add(i, i) by default), wait until each result can
+    be read; first send to last read, and this process's CPU seconds meanwhile."""
+    send = send or (lambda i: app.send(i, i))
     app.reset()
-    started = time.perf_counter()
-    ids = [app.send(i, i) for i in range(tasks)]
+    cpu, started = own_cpu(), time.perf_counter()
+    ids = [send(i) for i in range(tasks)]
     sent = time.perf_counter() - started
     stored, _ = collect(app, ids, timeout)
     elapsed = time.perf_counter() - started
     return {"tasks": tasks, "stored": stored, "seconds": elapsed, "send_seconds": sent,
-            "tasks_per_s": stored / elapsed}  # fmt: skip
+            "tasks_per_s": stored / elapsed, "client_cpu_s": own_cpu() - cpu}  # fmt: skip
+
+
+def naps(app, tasks):
+    return throughput(app, tasks, send=lambda _: app.send_nap())
+
+
+def inflight(app, at_once, samples):
+    """Round trips with `at_once` tasks in flight: rounds of that many sent together (at
+    least two rounds, about `samples` round trips), each from its send until its result
+    can be read; each pass reads every result not read yet."""
+    app.reset()
+    seconds, deadline = [], time.perf_counter() + TIMEOUT
+    for _ in range(max(2, samples // at_once)):
+        sent = {}
+        for i in range(at_once):
+            started = time.perf_counter()
+            sent[app.send(i, i)] = started
+        while sent:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"{len(sent)} results not read within {TIMEOUT} s")
+            for task_id in list(sent):
+                if app.read(task_id) is not None:
+                    seconds.append(time.perf_counter() - sent.pop(task_id))
+            time.sleep(POLL)
+    return {"in_flight": at_once, "samples": len(seconds),
+            "p50_ms": percentile(seconds, 50) * 1000,
+            "p95_ms": percentile(seconds, 95) * 1000}  # fmt: skip
 
 
 def counter(app, tasks, timeout=TIMEOUT):
@@ -150,7 +188,16 @@ def main():
         app.start()
     if command == "latency":
         out = latency(Task(app), int(args[0]))
-    elif command in ("throughput", "counter", "fill", "drain", "wait", "settle"):
+    elif command in (
+        "throughput",
+        "naps",
+        "inflight",
+        "counter",
+        "fill",
+        "drain",
+        "wait",
+        "settle",
+    ):
         out = globals()[command](app, *(a if a.endswith(".json") else json.loads(a) for a in args))
     else:
         raise SystemExit(f"unknown command {command!r}")

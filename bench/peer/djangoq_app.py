@@ -1,6 +1,8 @@
 """django-q2 with its Django ORM broker: the `add` task and the adapter bench/peer/client.py
 drives. Tasks and results are rows in the SQLite database (django_settings.py)."""
 
+import time
+
 import django
 
 django.setup()
@@ -15,6 +17,12 @@ def add(x, y):
     return x + y
 
 
+def nap():
+    """The I/O-bound task: 50 ms asleep."""
+    time.sleep(0.05)
+    return True
+
+
 def increment_counter(name):
     return increment(name)
 
@@ -25,6 +33,10 @@ def send(x, y):
 
 def send_counter(name):
     return async_task("djangoq_app.increment_counter", name)
+
+
+def send_nap():
+    return async_task("djangoq_app.nap")
 
 
 def read(task_id):

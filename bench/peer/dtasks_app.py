@@ -2,6 +2,8 @@
 backport on Django 5.2): the `add` task and the adapter bench/peer/client.py drives.
 Tasks and results are DBTaskResult rows in the SQLite database (django_settings.py)."""
 
+import time
+
 import django
 
 django.setup()
@@ -18,6 +20,13 @@ def add(x, y):
 
 
 @task()
+def nap():
+    """The I/O-bound task: 50 ms asleep."""
+    time.sleep(0.05)
+    return True
+
+
+@task()
 def increment_counter(name):
     return increment(name)
 
@@ -28,6 +37,10 @@ def send(x, y):
 
 def send_counter(name):
     return increment_counter.enqueue(name).id
+
+
+def send_nap():
+    return nap.enqueue().id
 
 
 def read(task_id):

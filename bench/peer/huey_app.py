@@ -5,6 +5,7 @@ defaults. The consumer is `huey_consumer huey_app.huey -w 2 -k thread` (bench/pe
 """
 
 import os
+import time
 
 from huey import SqliteHuey
 
@@ -17,8 +18,19 @@ def add(x, y):
     return x + y
 
 
+@huey.task()
+def nap():
+    """The I/O-bound task: 50 ms asleep."""
+    time.sleep(0.05)
+    return True
+
+
 def send(x, y):
     return add(x, y).id
+
+
+def send_nap():
+    return nap().id
 
 
 def read(task_id):

@@ -8,6 +8,7 @@ The worker is `procrastinate --app=procrastinate_app.app worker --concurrency 2`
 import asyncio
 import os
 import threading
+import time
 
 import psycopg
 from procrastinate import App, PsycopgConnector
@@ -22,6 +23,13 @@ connections = threading.local()  # the counter's, one per worker thread
 def add(x, y):
     """The same task as the generated project's demoapp.tasks.add."""
     return x + y
+
+
+@app.task(name="nap")
+def nap():
+    """The I/O-bound task: 50 ms asleep."""
+    time.sleep(0.05)
+    return True
 
 
 @app.task(name="increment_counter")
@@ -52,6 +60,10 @@ def send(x, y):
 
 def send_counter(name):
     return increment_counter.defer(name=name)
+
+
+def send_nap():
+    return nap.defer()
 
 
 def read(job_id):
