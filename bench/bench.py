@@ -71,6 +71,13 @@ COOKIECUTTER_DJANGO = {
     "CELERY_TASK_SEND_SENT_EVENT": True,
 }
 EARLY_ACK = {"CELERY_TASK_ACKS_LATE": False, "CELERY_TASK_REJECT_ON_WORKER_LOST": False}
+# What huey's consumer does without (bench/peers.py): acknowledged before it runs, no STARTED
+# state, a bare result, threads in one process (no hard time limit, no crash isolation).
+AS_HUEY = EARLY_ACK | {
+    "CELERY_TASK_TRACK_STARTED": False,
+    "CELERY_RESULT_EXTENDED": False,
+    "CELERY_WORKER_POOL": "threads",
+}
 NO_INOTIFY = {"CELERY_BROKER_TRANSPORT_OPTIONS.inotify": False}
 # The embedded default as it was before flushing for power cuts: no fsync from Python, and
 # SQLite's commits synced only at checkpoints. Measured to cost that guarantee; not safe.
@@ -164,6 +171,8 @@ def variants():
            "results in a power cut (before 2026-12-07)", UNFLUSHED),
         on(embedded, "prefetch4", "prefetch 4 (trade-off)", prefetch4),
         on(embedded, "early-ack", "early acks (trade-off)", EARLY_ACK),
+        on(embedded, "as-huey", "what huey's consumer gives up: early acks, no STARTED state, "
+           "no extended result, threads (trade-off)", AS_HUEY),
     ]  # fmt: skip
     candidates += [
         replace(on(embedded, key, label, {}), option=option, env=env)
