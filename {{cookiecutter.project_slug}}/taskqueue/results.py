@@ -8,7 +8,8 @@ dashboard and AsyncResult read exactly what the library would have stored.
 
 It also retries a write or read that failed because the database went away, on
 a new connection; deletes expired results in small batches, so that beat's
-daily cleanup never holds the database's write lock for long; has
+daily cleanup never holds the database's write lock for long (on SQLite, with a
+pause after each batch, so that a waiting worker gets the lock); has
 AsyncResult.get() look again soon after a task was sent, then less and less often;
 and, on SQLite, does not wait for the disk to store STARTED (see unsynced()).
 """
@@ -147,6 +148,13 @@ class DatabaseBackend(LibraryBackend):
         before = timezone.now() - maybe_timedelta(self.expires)
         for model in (self.TaskModel, self.GroupModel):
             manager = model._default_manager
+            # SQLite's write lock has no queue: a worker storing a result sleeps and
+            # retries, and would find it taken by the next batch again and again. Leave
+            # it free between batches for as long as a batch held it.
+            sqlite = connections[router.db_for_write(model)].vendor == "sqlite"
             expired = manager.filter(date_done__lt=before).values_list("pk", flat=True)
             while batch := list(expired[:CLEANUP_BATCH]):
+                started = time.monotonic()
                 manager.filter(pk__in=batch).delete()
+                if sqlite:
+                    time.sleep(time.monotonic() - started)
