@@ -108,6 +108,13 @@ def test_kill_whole_worker(deploy, broker):
     start_worker(project)
     outcome = project.wait_done()
     lost = report("kill -9 the whole worker, restart", broker, outcome, project)
+    if broker == "redis" and lost:
+        # kombu pops a message (BRPOP) before it records it as unacknowledged: one the
+        # worker died before reading, which no worker received, is lost
+        # (docs/reliability.md). One BRPOP at a time, so one task at most.
+        received = deliveries(project)
+        assert lost == 1 and not received[outcome["unfinished"][0]], outcome
+        return
     assert lost == 0, outcome
     assert outcome["done"] == outcome["sent"] == TASKS, outcome
 
