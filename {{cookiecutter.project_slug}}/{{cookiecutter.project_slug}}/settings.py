@@ -353,9 +353,11 @@ if CELERY_BROKER_URL.startswith(("amqp:", "amqps:", "pyamqp:")):
     CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
     CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
-    # A worker whose node went silent (its machine lost, a cable cut) notices at
-    # its next heartbeat and moves to another node: one every 15 s, not every 60.
-    CELERY_BROKER_HEARTBEAT = 30
+    # When a machine is lost or a cable cut, missed heartbeats tell a worker that its
+    # node went silent, so it moves to another, and tell RabbitMQ that a worker did, so
+    # it hands that worker's tasks to others: within about three heartbeats (Celery's
+    # default of 120 s would make that 6 minutes).
+    CELERY_BROKER_HEARTBEAT = env.int("CELERY_BROKER_HEARTBEAT", default=30)
     # A process connecting for the first time tries the next node when one does not
     # answer, for up to 20 s in all: kombu's default is the connect timeout, 4 s,
     # which the first node alone can use up.
