@@ -553,6 +553,11 @@ def parse():
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the peers (about 40 minutes): --docs then leaves their table as it is",
+    )
+    parser.add_argument(
         "--docs",
         action="store_true",
         help="also put the figures in docs/performance.md and its chart",
@@ -583,7 +588,7 @@ def main():
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops everything
     started = time.monotonic()
-    chosen_peers = peers.chosen(args.only)
+    chosen_peers = [] if args.no_peers else peers.chosen(args.only)
     if args.docs and args.only and not chosen_peers:
         raise SystemExit("bench/run: --docs with --only writes only the peers' table: name a peer")
     chosen = [
