@@ -20,7 +20,7 @@ CPU_PARTS = {
 # to the target that keeps every guarantee (late acks, stored results).
 PREVIOUS = {"embedded": "filesystem-db-sqlite+previous", "redis-pg": "redis-db-postgresql+previous"}
 GENERATED = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql"}
-BEST = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql+nostarted"}
+BEST = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql+nodebug"}
 SIDE = {
     "a-bare": None,
     "a-limit": None,
