@@ -61,12 +61,28 @@ def heartbeat(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture
+def scheduler():
+    """scheduler(): a new beat scheduler, closed at the end of the test while its database
+    is still there: django-celery-beat would otherwise save its schedule as Python exits,
+    into a test database that is gone by then, and log an error for each."""
+    made = []
+
+    def make():
+        made.append(Scheduler(app=celery_app))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
 # Beat closes the connection when it finds it inside a transaction, as a test's is.
 @pytest.mark.django_db(transaction=True)
-def test_checkbeat_passes_only_while_beat_ticks(heartbeat):
+def test_checkbeat_passes_only_while_beat_ticks(heartbeat, scheduler):
     with pytest.raises(CommandError, match="beat has not ticked"):
         call_command("checkbeat")
-    Scheduler(app=celery_app).tick()
+    scheduler().tick()
     call_command("checkbeat", "--max-age", "60")
     an_hour_ago = time.time() - 3600
     os.utime(heartbeat, (an_hour_ago, an_hour_ago))
@@ -75,12 +91,12 @@ def test_checkbeat_passes_only_while_beat_ticks(heartbeat):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_tick_pings_systemds_watchdog(heartbeat, tmp_path, monkeypatch):
+def test_each_tick_pings_systemds_watchdog(heartbeat, scheduler, tmp_path, monkeypatch):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
         systemd.bind(str(tmp_path / "notify"))
         systemd.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-        Scheduler(app=celery_app).tick()
+        scheduler().tick()
         assert systemd.recv(100) == b"READY=1\nWATCHDOG=1"
 
 
@@ -107,8 +123,8 @@ def sent(heartbeat, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_second_beat_sends_nothing_until_the_first_stops(sent):
-    first, second = Scheduler(app=celery_app), Scheduler(app=celery_app)
+def test_a_second_beat_sends_nothing_until_the_first_stops(sent, scheduler):
+    first, second = scheduler(), scheduler()
     for _ in range(3):
         first.tick()
         second.tick()
@@ -123,8 +139,8 @@ def test_a_second_beat_sends_nothing_until_the_first_stops(sent):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_beat_that_stopped_renewing_loses_the_lease(sent):
-    first, second = Scheduler(app=celery_app), Scheduler(app=celery_app)
+def test_a_beat_that_stopped_renewing_loses_the_lease(sent, scheduler):
+    first, second = scheduler(), scheduler()
     first.tick()
     second.tick()
     # As if the first beat had been killed, or cut off from the database, long enough ago.
