@@ -17,7 +17,8 @@ CPU_PARTS = {
     "client": "client (sender)",
 }
 # Per target: the variants with the previous defaults, as generated, and the candidate closest
-# to the target that keeps every guarantee (late acks, stored results).
+# to the target that keeps every guarantee (late acks, stored results,
+# STARTED reported).
 PREVIOUS = {"embedded": "filesystem-db-sqlite+previous", "redis-pg": "redis-db-postgresql+previous"}
 GENERATED = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql"}
 BEST = {"embedded": "filesystem-db-sqlite", "redis-pg": "redis-db-postgresql+nodebug"}
