@@ -324,6 +324,28 @@ class Bench:
         )
         return out | self.inproject(project, "claim", min(1000, waiting))
 
+    def cleanup_check(self):
+        """Beat's cleanup of --expired expired results, SQLite, run by a default worker that
+        runs `add` tasks sent one at a time meanwhile (support/drive.py): their round trips."""
+        path = self.work / "cleanup" / "my_project"
+        if not path.exists():
+            generate(path.parent)
+        shutil.rmtree(path / ".broker", ignore_errors=True)
+        for leftover in path.glob("db.sqlite3*"):
+            leftover.unlink()
+        project = Project(path, self.python)
+        self.projects.append(project)
+        project.manage("migrate", "--no-input")
+        project.fill_expired("sqlite", self.args.expired)
+        worker = project.start_worker("worker")
+        try:
+            outcome = project.drive("cleanup", timeout=1800)
+        finally:
+            worker.stop()
+        if (outcome["cleanup"], outcome["left"]) != ("SUCCESS", 0):
+            raise RuntimeError(f"the cleanup did not delete every expired result: {outcome}")
+        return outcome
+
     def restart_check(self, v, tasks=20):
         """Of `tasks` tasks sent just after PostgreSQL restarted under a running worker,
         how many results are stored within 20 s?"""
@@ -540,9 +562,16 @@ def parse():
         help="tasks waiting in the embedded broker's backlog run (default 100000)",
     )
     parser.add_argument(
+        "--expired",
+        type=int,
+        default=2_000_000,
+        help="expired results for beat's cleanup run (default 2000000)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="for development: 1 run, 200 tasks, 20 round trips, 3 s idle, backlog 5000",
+        help="for development: 1 run, 200 tasks, 20 round trips, 3 s idle, backlog 5000, "
+        "100000 expired results",
     )
     parser.add_argument(
         "--only",
@@ -573,7 +602,7 @@ def parse():
     args = parser.parse_args()  # fmt: skip
     if args.quick:
         args.repeat, args.tasks, args.samples, args.idle_seconds = 1, 200, 20, 3
-        args.backlog = 5000
+        args.backlog, args.expired = 5000, 100_000
     args.out = args.out.resolve()
     return args
 
@@ -631,6 +660,10 @@ def main():
                     results["variants"][v.key].setdefault("backlog", {}).setdefault(
                         str(waiting), []
                     ).append(peers.attempt(bench.backlog_check, v, waiting))
+        if any(v.key == report.GENERATED["embedded"] for v in chosen):
+            for repeat in range(1, args.repeat + 1):
+                say(f"run {repeat}/{args.repeat}: beat's cleanup of {args.expired:,} results")
+                results.setdefault("cleanup", []).append(peers.attempt(bench.cleanup_check))
         for v in (v for v in chosen if v.restart):
             say(f"PostgreSQL restart under {v.key}")
             results["variants"][v.key]["restart"] = bench.restart_check(v)

@@ -7,6 +7,7 @@ PYTHONPATH (Project.drive does):
     python -m support.drive SLUG periodic   # schedule a periodic task, wait until beat ran it
     python -m support.drive SLUG spread     # short and long tasks: which worker ran each
     python -m support.drive SLUG counter    # 2000 tasks incrementing one row
+    python -m support.drive SLUG cleanup    # beat's cleanup beside `add` tasks, one at a time
     python -m support.drive SLUG django-tasks  # count_words through Django's task API
     python -m support.drive SLUG hold       # store rows of each kind a project keeps
     python -m support.drive SLUG held       # read them back
@@ -18,6 +19,7 @@ generated project installs, so it also proves the project's dependencies.
 
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -193,8 +195,11 @@ def cleanup():
         "seconds": time.monotonic() - started,
         "during": len(round_trips),
         "partly_deleted": partly_deleted,
+        "failed": len(failures),
         "failures": failures[:5],
-        "slowest_s": max(round_trips, default=0),
+        "p50_s": statistics.median(round_trips),
+        "p99_s": statistics.quantiles(round_trips, n=100)[98],
+        "slowest_s": max(round_trips),
     }
 
 

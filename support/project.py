@@ -195,6 +195,23 @@ class Project:
     def manage(self, *args, timeout=300):
         return self.run("manage.py", *args, timeout=timeout)
 
+    def fill_expired(self, database, rows):
+        """`rows` TaskResult rows from the year 2000, made by the database in one statement."""
+        numbers = {
+            "sqlite": f"(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+            f"WHERE i < {rows}) SELECT i FROM n)",
+            "postgresql": f"generate_series(1, {rows}) AS i",
+        }[database]
+        insert = (
+            "INSERT INTO django_celery_results_taskresult (task_id, status, content_type, "
+            "content_encoding, result, date_done, date_created, task_name, worker) "
+            "SELECT 'expired-' || i, 'SUCCESS', 'application/json', 'utf-8', '5', "
+            "'2000-01-01 00:00:00', '2000-01-01 00:00:00', 'demoapp.tasks.add', 'w@h' "
+            f"FROM {numbers}"
+        )
+        code = f"from django.db import connection; connection.cursor().execute({insert!r})"
+        self.manage("shell", "-c", code)
+
     def celery(self, *args, timeout=120):
         return self.run("-m", "celery", "-A", self.slug, *args, timeout=timeout)
 

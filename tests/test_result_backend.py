@@ -93,23 +93,6 @@ def test_the_librarys_storing_tests_pass(
     assert passed >= 25 and " failed" not in output and " error" not in output, output
 
 
-def fill_expired(project, database, rows):
-    """`rows` TaskResult rows from the year 2000, made by the database in one statement."""
-    numbers = {
-        "sqlite": f"(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-        f"WHERE i < {rows}) SELECT i FROM n)",
-        "postgresql": f"generate_series(1, {rows}) AS i",
-    }[database]
-    insert = (
-        "INSERT INTO django_celery_results_taskresult (task_id, status, content_type, "
-        "content_encoding, result, date_done, date_created, task_name, worker) "
-        "SELECT 'expired-' || i, 'SUCCESS', 'application/json', 'utf-8', '5', "
-        f"'2000-01-01 00:00:00', '2000-01-01 00:00:00', 'demoapp.tasks.add', 'w@h' FROM {numbers}"
-    )
-    code = f"from django.db import connection; connection.cursor().execute({insert!r})"
-    project.manage("shell", "-c", code)
-
-
 @pytest.mark.parametrize(
     "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)]
 )
@@ -122,7 +105,7 @@ def test_cleanup_of_expired_results_never_stops_a_busy_worker(bake, database_url
     if database != "sqlite":
         project.env["DATABASE_URL"] = database_url(database)
     project.manage("migrate", "--no-input")
-    fill_expired(project, database, EXPIRED)
+    project.fill_expired(database, EXPIRED)
     project.start_worker("worker", "--concurrency", "2")
 
     outcome = project.drive("cleanup", timeout=900)
