@@ -212,6 +212,16 @@ class Project:
         code = f"from django.db import connection; connection.cursor().execute({insert!r})"
         self.manage("shell", "-c", code)
 
+    def schedule_every_second(self, name):
+        """A periodic task `name` in beat's database: `add(2, 3)` every second."""
+        code = (
+            "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
+            "every = IntervalSchedule.objects.create(every=1, period='seconds')\n"
+            f"PeriodicTask.objects.create(name={name!r}, task='demoapp.tasks.add', "
+            "args='[2, 3]', interval=every)"
+        )
+        self.manage("shell", "-c", code)
+
     def celery(self, *args, timeout=120):
         return self.run("-m", "celery", "-A", self.slug, *args, timeout=timeout)
 

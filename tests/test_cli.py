@@ -31,14 +31,6 @@ COMBINATIONS = [
     ),
 ]
 
-EVERY_SECOND = """
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
-every = IntervalSchedule.objects.create(every=1, period="seconds")
-PeriodicTask.objects.create(
-    name="add every second", task="demoapp.tasks.add", args="[2, 3]", interval=every
-)
-"""
-
 
 @pytest.fixture(scope="module")
 def own_rabbitmq(tmp_path_factory):
@@ -109,7 +101,7 @@ def test_worker_runs_what_call_sends_and_result_reads_it(project, pool, shown):
 
 
 def test_beat_sends_a_periodic_task_from_the_database(project):
-    project.manage("shell", "-c", EVERY_SECOND)
+    project.schedule_every_second("add every second")
     worker = project.start_worker()
     beat = project.start_beat()
     # The settings name the database scheduler that records its ticks for checkbeat.

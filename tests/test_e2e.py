@@ -78,11 +78,6 @@ def test_beat_starts_over_a_stale_pidfile(bake):
     assert "Starting..." in project.processes[-1].output()
 
 
-EVERY_SECOND = """
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
-every = IntervalSchedule.objects.create(every=1, period="seconds")
-PeriodicTask.objects.create(name="tick", task="demoapp.tasks.add", args="[2, 3]", interval=every)
-"""
 SENDING = "Scheduler: Sending due task tick"
 
 
@@ -99,7 +94,7 @@ def test_a_second_beat_stands_by_until_the_first_is_killed(bake):
     project = bake()
     project.env["BEAT_LEASE_SECONDS"] = "3"
     project.manage("migrate", "--no-input")
-    project.manage("shell", "-c", EVERY_SECOND)
+    project.schedule_every_second("tick")
     first = project.start_beat("first")
     first.wait_for("holds the lease: sending periodic tasks")
     second = project.start_beat("second")
