@@ -1,12 +1,8 @@
 """What the project's Celery app adds for Django: Django set up by every celery
-command, database connections kept across tasks, a task class that runs a task
-again when it lost its database connection, and a prefork pool that replaces a
-pool process as soon as it exits."""
-
-import time
+command, database connections kept across tasks, and a task class that runs a
+task again when it lost its database connection."""
 
 import django
-from celery.concurrency import asynpool, prefork
 from celery.contrib.django.task import DjangoTask
 from django.apps import apps
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
@@ -58,26 +54,3 @@ def close_lost_connections():
     for connection in lost:
         connection.close()
     return bool(lost)
-
-
-class AsynPool(asynpool.AsynPool):
-    # Seconds to wait for an exiting process to become reapable.
-    REAP_WITHIN = 0.1
-
-    def _event_process_exit(self, hub, proc):
-        # Called once the process's sentinel pipe is closed, which the kernel does
-        # just before the process can be reaped. Celery 5.7 then looks for exited
-        # processes at once, finds this one still running, and replaces it only at
-        # its next check, up to 5 s later, while a task may wait for a free process
-        # (celery/celery#9588). Reap it first.
-        deadline = time.monotonic() + self.REAP_WITHIN
-        while proc.exitcode is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        super()._event_process_exit(hub, proc)
-
-
-class TaskPool(prefork.TaskPool):
-    """Celery's prefork pool (CELERY_WORKER_POOL), where a process that exits after
-    CELERY_WORKER_MAX_TASKS_PER_CHILD tasks is replaced at once."""
-
-    Pool = AsynPool

@@ -380,7 +380,7 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Replace each pool process after this many tasks, which bounds slow leaks, and
 # replace it as soon as it exits (Celery's own pool can take up to 5 s).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
-CELERY_WORKER_POOL = "taskqueue.celery:TaskPool"
+CELERY_WORKER_POOL = "taskqueue.prefork:TaskPool"
 # Keep the workers' database connections across tasks, as across requests
 # (CONN_MAX_AGE), instead of opening new ones for every task.
 CELERY_DB_REUSE_MAX = 1000
