@@ -200,7 +200,7 @@ def test_project_tests_leave_a_running_development_worker_alone(bake):
     before = row_counts(project.path / "db.sqlite3")
     assert "demoapp_widget" in before and "django_celery_results_taskresult" in before
 
-    project.pytest(timeout=900)
+    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=900)
 
     assert "] received" not in worker.output()
     assert row_counts(project.path / "db.sqlite3") == before

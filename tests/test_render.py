@@ -112,7 +112,7 @@ def test_render(bake, database_url, answers):
     project.manage("migrate", "--no-input")
     if answers["result_backend"] == "django-cache":
         project.manage("createcachetable")
-    project.pytest()
+    project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
 
     project.env |= PRODUCTION
     project.manage("check", "--deploy", "--fail-level", "WARNING")
