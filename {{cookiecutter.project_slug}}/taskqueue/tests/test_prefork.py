@@ -4,6 +4,7 @@ import os
 import time
 
 import billiard
+import pytest
 from billiard.connection import wait
 from celery import current_app as celery_app
 from celery.utils.imports import symbol_by_name
@@ -18,6 +19,8 @@ def close_sentinel_then_exit(pipes):
     time.sleep(0.005)
 
 
+# The child only closes a pipe and sleeps, which is safe beside the test worker's threads.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_the_pool_replaces_a_process_as_soon_as_it_exits(monkeypatch):
     # The pool hears of an exit when the process's sentinel pipe closes, just before
     # the process can be reaped, and then looks for exited processes to replace.
